@@ -1,0 +1,116 @@
+//! `s3rf-agent run`: the daemon. Connects, sets up streams and consumers, runs
+//! one pull loop per job kind, and shuts down cleanly.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::jetstream::{self as js_setup, QueueError};
+use crate::names::{JobKind, Names};
+use crate::shutdown::{self, Shutdown};
+use crate::store::{StoreError, Stores};
+use crate::worker::{Shared, pull_loop};
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Options of `s3rf-agent run` beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Exit 0 after this long with no job in flight and none arriving.
+    pub exit_when_idle: Option<Duration>,
+}
+
+/// Runs the agent until a signal (or idleness) stops it.
+pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
+    let shutdown = Shutdown::default();
+    shutdown::install(shutdown.clone(), config.copy.shutdown_grace).map_err(AgentError::Signals)?;
+    let names = Names::new(&config.nats.prefix);
+    let stores = Stores::build(&config.endpoints).await?;
+    let client = js_setup::connect(&config.nats, "s3rf-agent").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    js_setup::ensure_streams(&js, &names, &config.nats).await?;
+    let mut consumers = Vec::new();
+    for kind in JobKind::ALL {
+        consumers.push((
+            kind,
+            js_setup::ensure_consumer(&js, &names, kind, &config.nats).await?,
+        ));
+    }
+    let shared = Arc::new(Shared {
+        js: js.clone(),
+        names: names.clone(),
+        executor: Executor::new(stores, config.copy.clone()),
+        nats: config.nats.clone(),
+        copy: config.copy.clone(),
+        abort: shutdown.abort.clone(),
+        tracker: TaskTracker::new(),
+        last_busy_ms: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+    info!(
+        nats = %config.nats.url,
+        stream = %names.jobs_stream(),
+        endpoints = config.endpoints.len(),
+        concurrency = config.copy.concurrency,
+        "agent ready"
+    );
+    let advisories = tokio::spawn(js_setup::watch_max_deliveries(
+        client.clone(),
+        js.clone(),
+        names.clone(),
+        shutdown.stop.clone(),
+    ));
+    let mut loops = Vec::new();
+    for (kind, consumer) in consumers {
+        loops.push(tokio::spawn(pull_loop(
+            shared.clone(),
+            kind,
+            consumer,
+            config.copy.concurrency,
+            shutdown.stop.clone(),
+        )));
+    }
+    if let Some(idle) = opts.exit_when_idle {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let grace = config.copy.shutdown_grace;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                if shared.idle_for() >= idle {
+                    info!(
+                        idle_secs = idle.as_secs(),
+                        "no work; exiting as asked by --exit-when-idle"
+                    );
+                    shutdown.begin(grace);
+                    return;
+                }
+            }
+        });
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    let _ = advisories.await;
+    shared.tracker.close();
+    shared.tracker.wait().await;
+    // Acks and naks are fire-and-forget publishes; make sure they left.
+    let _ = client.flush().await;
+    info!("agent stopped");
+    Ok(())
+}

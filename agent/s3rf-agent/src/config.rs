@@ -1,0 +1,843 @@
+//! The agent's TOML configuration: loading, environment overrides and validation.
+//!
+//! Loading happens in two steps. [`RawConfig`] is what serde reads from the file
+//! (plus `S3RF_<SECTION>__<KEY>` environment overrides, through the `config`
+//! crate); [`Config`] is the validated form that the runtime uses. Runtime code
+//! never sees a `RawConfig`.
+//!
+//! Secrets never live in the file: endpoints name the *environment variables*
+//! that hold their keys, and NATS credentials are file paths.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// S3's smallest allowed multipart part (all parts but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest allowed multipart part.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's largest single CopyObject.
+pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's largest single PutObject.
+pub const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
+/// Environment variable that names the config file.
+pub const CONFIG_ENV: &str = "S3RF_CONFIG";
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "S3RF";
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config file {path}: {source}; check the path given with --config or S3RF_CONFIG"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}; fix the file or the S3RF_* environment override")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw form, as written in TOML.
+// ---------------------------------------------------------------------------
+
+/// The file as written. See README.md, "Configuration reference".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// How to reach NATS JetStream.
+    #[serde(default)]
+    pub nats: RawNats,
+    /// The S3-compatible stores this agent may talk to, by name.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, RawEndpoint>,
+    /// Copy tuning.
+    #[serde(default)]
+    pub copy: RawCopy,
+    /// Logging.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[nats]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNats {
+    /// Server URL(s), comma separated, e.g. `nats://127.0.0.1:4222`.
+    #[serde(default = "default_nats_url")]
+    pub url: String,
+    /// Namespace for subjects (`<prefix>.copy`) and streams (`<PREFIX>_JOBS`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// A `.creds` file (JWT + nkey seed).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    #[serde(default)]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// User name for user/password auth; the password comes from `password_env`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Environment variable holding the NATS password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Environment variable holding a NATS token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// CA bundle used to verify the server.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Client key for mutual TLS.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// How long a job may run without a progress ack before redelivery.
+    #[serde(default = "default_ack_wait_secs")]
+    pub ack_wait_secs: u64,
+    /// Deliveries before a job is dead-lettered with its last error.
+    #[serde(default = "default_max_deliver")]
+    pub max_deliver: u32,
+    /// Jobs in flight across the whole fleet, per job kind.
+    #[serde(default = "default_max_ack_pending")]
+    pub max_ack_pending: u32,
+    /// Job stream replicas (1 for a single server, 3 for a cluster).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+}
+
+impl Default for RawNats {
+    fn default() -> Self {
+        Self {
+            url: default_nats_url(),
+            prefix: default_prefix(),
+            credentials_file: None,
+            nkey_seed_file: None,
+            user: None,
+            password_env: None,
+            token_env: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            ack_wait_secs: default_ack_wait_secs(),
+            max_deliver: default_max_deliver(),
+            max_ack_pending: default_max_ack_pending(),
+            replicas: default_replicas(),
+        }
+    }
+}
+
+fn default_nats_url() -> String {
+    "nats://127.0.0.1:4222".to_owned()
+}
+fn default_prefix() -> String {
+    "s3rf".to_owned()
+}
+const fn default_ack_wait_secs() -> u64 {
+    30
+}
+const fn default_max_deliver() -> u32 {
+    5
+}
+const fn default_max_ack_pending() -> u32 {
+    1000
+}
+const fn default_replicas() -> usize {
+    1
+}
+
+/// `[endpoints.<name>]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// Base URL, e.g. `http://127.0.0.1:9000`. Absent means AWS's own endpoint for `region`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// SigV4 region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Address buckets as `url/bucket` instead of `bucket.url`.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Environment variable holding the access key id.
+    #[serde(default)]
+    pub access_key_id_env: Option<String>,
+    /// Environment variable holding the secret access key.
+    #[serde(default)]
+    pub secret_access_key_env: Option<String>,
+    /// Environment variable holding a session token.
+    #[serde(default)]
+    pub session_token_env: Option<String>,
+    /// A profile from the shared AWS config files.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// When the SDK adds request checksums.
+    #[serde(default)]
+    pub checksums: ChecksumMode,
+    /// Request timeout for one S3 call, in seconds.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+const fn default_request_timeout_secs() -> u64 {
+    300
+}
+
+/// When the AWS SDK computes request checksums.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumMode {
+    /// Only where the operation requires one. Safe for most S3-compatible stores.
+    #[default]
+    WhenRequired,
+    /// Whenever the operation supports one (the SDK default; AWS S3).
+    WhenSupported,
+}
+
+/// `[copy]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCopy {
+    /// Copy jobs run at once by this agent.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Parts in flight for one multipart object.
+    #[serde(default = "default_part_concurrency")]
+    pub part_concurrency: usize,
+    /// Multipart part size (S3 allows 5MiB to 5GiB); raised automatically to keep within 10,000 parts.
+    #[serde(default = "default_part_size")]
+    pub part_size: ByteSize,
+    /// Across endpoints: objects up to this size are a single PUT, larger ones multipart.
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold: ByteSize,
+    /// On one endpoint: objects up to this size are one server-side CopyObject
+    /// (at most 5GiB), larger ones parallel UploadPartCopy.
+    #[serde(default = "default_server_side_multipart_threshold")]
+    pub server_side_multipart_threshold: ByteSize,
+    /// Upper bound on object bytes buffered in memory by all copies together.
+    #[serde(default = "default_buffer_memory")]
+    pub buffer_memory: ByteSize,
+    /// How long in-flight copies may run after SIGTERM before they are aborted.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// First retry delay; doubles with every delivery.
+    #[serde(default = "default_retry_base_delay_ms")]
+    pub retry_base_delay_ms: u64,
+    /// Longest retry delay.
+    #[serde(default = "default_retry_max_delay_secs")]
+    pub retry_max_delay_secs: u64,
+}
+
+impl Default for RawCopy {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            part_concurrency: default_part_concurrency(),
+            part_size: default_part_size(),
+            multipart_threshold: default_multipart_threshold(),
+            server_side_multipart_threshold: default_server_side_multipart_threshold(),
+            buffer_memory: default_buffer_memory(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            retry_base_delay_ms: default_retry_base_delay_ms(),
+            retry_max_delay_secs: default_retry_max_delay_secs(),
+        }
+    }
+}
+
+const fn default_concurrency() -> usize {
+    16
+}
+const fn default_part_concurrency() -> usize {
+    4
+}
+const fn default_part_size() -> ByteSize {
+    ByteSize::mib(16)
+}
+const fn default_multipart_threshold() -> ByteSize {
+    ByteSize::mib(16)
+}
+const fn default_server_side_multipart_threshold() -> ByteSize {
+    ByteSize::mib(512)
+}
+const fn default_buffer_memory() -> ByteSize {
+    ByteSize::mib(256)
+}
+const fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+const fn default_retry_base_delay_ms() -> u64 {
+    1000
+}
+const fn default_retry_max_delay_secs() -> u64 {
+    60
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `auto` (human on a TTY, JSON otherwise), `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `s3rf_agent=debug`; `RUST_LOG` wins when set.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+// ---------------------------------------------------------------------------
+// Validated form.
+// ---------------------------------------------------------------------------
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// NATS connection and JetStream settings.
+    pub nats: NatsConfig,
+    /// Endpoints by name.
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// Copy tuning.
+    pub copy: CopyConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// How the agent authenticates to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// No authentication.
+    None,
+    /// A `.creds` file.
+    CredentialsFile(PathBuf),
+    /// An nkey seed file.
+    NkeySeedFile(PathBuf),
+    /// User name plus a password read from an environment variable.
+    UserPassword { user: String, password_env: String },
+    /// A token read from an environment variable.
+    Token { token_env: String },
+}
+
+/// Validated `[nats]`.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// Server URL(s).
+    pub url: String,
+    /// Subject and stream namespace.
+    pub prefix: String,
+    /// Authentication.
+    pub auth: NatsAuth,
+    /// CA bundle.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Consumer ack wait.
+    pub ack_wait: Duration,
+    /// Consumer max deliveries.
+    pub max_deliver: u32,
+    /// Consumer max ack pending.
+    pub max_ack_pending: u32,
+    /// Stream replicas.
+    pub replicas: usize,
+}
+
+/// Where an endpoint's credentials come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// Named environment variables.
+    Env {
+        access_key_id_env: String,
+        secret_access_key_env: String,
+        session_token_env: Option<String>,
+    },
+    /// A shared-config profile.
+    Profile(String),
+    /// The AWS default chain (environment, files, IMDS, ...).
+    DefaultChain,
+}
+
+impl fmt::Debug for CredentialSource {
+    // Only ever names where secrets live, never their values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env {
+                access_key_id_env,
+                secret_access_key_env,
+                ..
+            } => write!(f, "env({access_key_id_env}, {secret_access_key_env})"),
+            Self::Profile(p) => write!(f, "profile({p})"),
+            Self::DefaultChain => f.write_str("default-chain"),
+        }
+    }
+}
+
+/// A validated `[endpoints.<name>]`.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The name jobs use.
+    pub name: String,
+    /// Base URL, or `None` for AWS.
+    pub url: Option<String>,
+    /// SigV4 region.
+    pub region: String,
+    /// Path-style addressing.
+    pub path_style: bool,
+    /// Credentials.
+    pub credentials: CredentialSource,
+    /// Checksum policy.
+    pub checksums: ChecksumMode,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
+/// Validated `[copy]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyConfig {
+    /// Copy jobs at once.
+    pub concurrency: usize,
+    /// Parts in flight per object.
+    pub part_concurrency: usize,
+    /// Preferred part size in bytes.
+    pub part_size: u64,
+    /// Cross-endpoint single-PUT limit in bytes.
+    pub multipart_threshold: u64,
+    /// Same-endpoint single-CopyObject limit in bytes.
+    pub server_side_multipart_threshold: u64,
+    /// Bytes buffered by all copies together.
+    pub buffer_memory: u64,
+    /// Grace period after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// First retry delay.
+    pub retry_base_delay: Duration,
+    /// Longest retry delay.
+    pub retry_max_delay: Duration,
+}
+
+/// Validated `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Filter directive.
+    pub level: String,
+}
+
+impl Config {
+    /// Loads `path`, applies `S3RF_<SECTION>__<KEY>` overrides from the process
+    /// environment, and validates the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, path, env)
+    }
+
+    /// Parses TOML text plus environment overrides; `origin` names it in errors.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |e: config::ConfigError| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        };
+        // Only `S3RF_<SECTION>__<KEY>` variables are overrides; S3RF_CONFIG and
+        // friends are not config keys.
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(ENV_PREFIX)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .is_some_and(|rest| rest.contains("__"))
+            })
+            .collect();
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(parse_err)?
+            .try_deserialize()
+            .map_err(parse_err)?;
+        raw.validate()
+    }
+}
+
+impl RawConfig {
+    /// Checks every value and builds the runtime form.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let nats = validate_nats(self.nats)?;
+        let mut endpoints = BTreeMap::new();
+        for (name, raw) in self.endpoints {
+            let ep = validate_endpoint(&name, raw)?;
+            endpoints.insert(name, ep);
+        }
+        let copy = validate_copy(self.copy)?;
+        let log = LogConfig {
+            format: self.log.format,
+            level: self.log.level.unwrap_or_else(|| "info".to_owned()),
+        };
+        Ok(Config {
+            nats,
+            endpoints,
+            copy,
+            log,
+        })
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn validate_nats(raw: RawNats) -> Result<NatsConfig, ConfigError> {
+    if raw.url.trim().is_empty() {
+        return Err(invalid("nats.url", "must not be empty"));
+    }
+    if !is_token(&raw.prefix) {
+        return Err(invalid(
+            "nats.prefix",
+            format!(
+                "{:?} must be letters, digits, '-' or '_' (it becomes a subject token and a stream name)",
+                raw.prefix
+            ),
+        ));
+    }
+    let auth = match (
+        raw.credentials_file,
+        raw.nkey_seed_file,
+        raw.user,
+        raw.password_env,
+        raw.token_env,
+    ) {
+        (None, None, None, None, None) => NatsAuth::None,
+        (Some(f), None, None, None, None) => NatsAuth::CredentialsFile(f),
+        (None, Some(f), None, None, None) => NatsAuth::NkeySeedFile(f),
+        (None, None, Some(user), Some(password_env), None) => {
+            NatsAuth::UserPassword { user, password_env }
+        }
+        (None, None, None, None, Some(token_env)) => NatsAuth::Token { token_env },
+        (None, None, Some(_), None, None) | (None, None, None, Some(_), None) => {
+            return Err(invalid(
+                "nats.user",
+                "user and password_env go together; set both or neither",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "nats",
+                "choose one of credentials_file, nkey_seed_file, user+password_env or token_env",
+            ));
+        }
+    };
+    let tls_client = match (raw.tls_cert_file, raw.tls_key_file) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((c, k)),
+        _ => {
+            return Err(invalid(
+                "nats.tls_cert_file",
+                "tls_cert_file and tls_key_file go together; set both or neither",
+            ));
+        }
+    };
+    if raw.ack_wait_secs == 0 {
+        return Err(invalid("nats.ack_wait_secs", "must be at least 1"));
+    }
+    if raw.max_deliver == 0 {
+        return Err(invalid("nats.max_deliver", "must be at least 1"));
+    }
+    if raw.max_ack_pending == 0 {
+        return Err(invalid("nats.max_ack_pending", "must be at least 1"));
+    }
+    if !(1..=5).contains(&raw.replicas) {
+        return Err(invalid("nats.replicas", "must be between 1 and 5"));
+    }
+    Ok(NatsConfig {
+        url: raw.url,
+        prefix: raw.prefix,
+        auth,
+        tls_ca_file: raw.tls_ca_file,
+        tls_client,
+        ack_wait: Duration::from_secs(raw.ack_wait_secs),
+        max_deliver: raw.max_deliver,
+        max_ack_pending: raw.max_ack_pending,
+        replicas: raw.replicas,
+    })
+}
+
+fn validate_endpoint(name: &str, raw: RawEndpoint) -> Result<EndpointConfig, ConfigError> {
+    let key = |field: &str| format!("endpoints.{name}.{field}");
+    if !is_token(name) {
+        return Err(invalid(
+            format!("endpoints.{name}"),
+            "endpoint names are letters, digits, '-' or '_'",
+        ));
+    }
+    if let Some(url) = &raw.url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(invalid(
+            key("url"),
+            format!("{url:?} must start with http:// or https://"),
+        ));
+    }
+    if raw.region.trim().is_empty() {
+        return Err(invalid(key("region"), "must not be empty"));
+    }
+    let credentials = match (
+        raw.access_key_id_env,
+        raw.secret_access_key_env,
+        raw.session_token_env,
+        raw.profile,
+    ) {
+        (Some(access_key_id_env), Some(secret_access_key_env), session_token_env, None) => {
+            CredentialSource::Env {
+                access_key_id_env,
+                secret_access_key_env,
+                session_token_env,
+            }
+        }
+        (None, None, None, Some(profile)) => CredentialSource::Profile(profile),
+        (None, None, None, None) => CredentialSource::DefaultChain,
+        (Some(_), Some(_), _, Some(_)) => {
+            return Err(invalid(
+                key("profile"),
+                "use either profile or access_key_id_env/secret_access_key_env, not both",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                key("access_key_id_env"),
+                "access_key_id_env and secret_access_key_env go together (session_token_env needs both)",
+            ));
+        }
+    };
+    if raw.request_timeout_secs == 0 {
+        return Err(invalid(key("request_timeout_secs"), "must be at least 1"));
+    }
+    Ok(EndpointConfig {
+        name: name.to_owned(),
+        url: raw.url.map(|u| u.trim_end_matches('/').to_owned()),
+        region: raw.region,
+        path_style: raw.path_style,
+        credentials,
+        checksums: raw.checksums,
+        request_timeout: Duration::from_secs(raw.request_timeout_secs),
+    })
+}
+
+fn validate_copy(raw: RawCopy) -> Result<CopyConfig, ConfigError> {
+    let part_size = raw.part_size.as_u64();
+    let multipart_threshold = raw.multipart_threshold.as_u64();
+    let server_side = raw.server_side_multipart_threshold.as_u64();
+    let buffer_memory = raw.buffer_memory.as_u64();
+    if raw.concurrency == 0 {
+        return Err(invalid("copy.concurrency", "must be at least 1"));
+    }
+    if raw.part_concurrency == 0 {
+        return Err(invalid("copy.part_concurrency", "must be at least 1"));
+    }
+    if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+        return Err(invalid(
+            "copy.part_size",
+            format!("{} is outside S3's 5MiB..5GiB part limits", raw.part_size),
+        ));
+    }
+    if multipart_threshold > MAX_SINGLE_PUT {
+        return Err(invalid(
+            "copy.multipart_threshold",
+            "must be at most 5GiB, S3's single PUT limit",
+        ));
+    }
+    if server_side > MAX_SINGLE_COPY {
+        return Err(invalid(
+            "copy.server_side_multipart_threshold",
+            "must be at most 5GiB, S3's single CopyObject limit",
+        ));
+    }
+    let biggest_buffer = part_size.max(multipart_threshold);
+    if buffer_memory < biggest_buffer {
+        return Err(invalid(
+            "copy.buffer_memory",
+            format!(
+                "{} cannot hold one part or one single-PUT object ({}); raise it or lower part_size/multipart_threshold",
+                raw.buffer_memory,
+                ByteSize::b(biggest_buffer)
+            ),
+        ));
+    }
+    if raw.retry_base_delay_ms == 0 {
+        return Err(invalid("copy.retry_base_delay_ms", "must be at least 1"));
+    }
+    Ok(CopyConfig {
+        concurrency: raw.concurrency,
+        part_concurrency: raw.part_concurrency,
+        part_size,
+        multipart_threshold,
+        server_side_multipart_threshold: server_side,
+        buffer_memory,
+        shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+        retry_base_delay: Duration::from_millis(raw.retry_base_delay_ms),
+        retry_max_delay: Duration::from_secs(raw.retry_max_delay_secs.max(1)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml: &str, env: &[(&str, &str)], expect: Result<&str, &str>) {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let got = Config::from_toml_with_env(toml, Path::new("test.toml"), env);
+        match (got, expect) {
+            (Ok(cfg), Ok(want)) => {
+                let dbg = format!("{cfg:?}");
+                assert!(dbg.contains(want), "{dbg} lacks {want:?}");
+            }
+            (Err(e), Err(want)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+            }
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    const GOOD: &str = r#"
+        [nats]
+        url = "nats://127.0.0.1:4222"
+        [endpoints.a]
+        url = "http://127.0.0.1:9000"
+        path_style = true
+        access_key_id_env = "A_KEY"
+        secret_access_key_env = "A_SECRET"
+        [endpoints.b]
+        url = "http://127.0.0.1:9001"
+        profile = "minio"
+        checksums = "when_supported"
+        [copy]
+        part_size = "8MiB"
+    "#;
+
+    #[test]
+    fn loads_and_validates() {
+        check(GOOD, &[], Ok("part_size: 8388608"));
+        check(GOOD, &[], Ok("env(A_KEY, A_SECRET)"));
+        check(GOOD, &[], Ok("checksums: WhenSupported"));
+        check("", &[], Ok("url: \"nats://127.0.0.1:4222\""));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        check(
+            GOOD,
+            &[("S3RF_NATS__URL", "nats://10.0.0.1:4222")],
+            Ok("nats://10.0.0.1:4222"),
+        );
+        check(
+            GOOD,
+            &[("S3RF_COPY__CONCURRENCY", "3")],
+            Ok("concurrency: 3"),
+        );
+        check(
+            GOOD,
+            &[("S3RF_ENDPOINTS__A__REGION", "eu-west-1")],
+            Ok("eu-west-1"),
+        );
+        // S3RF_CONFIG names the file; it is not a key.
+        check(
+            GOOD,
+            &[("S3RF_CONFIG", "/etc/s3rf/agent.toml")],
+            Ok("A_KEY"),
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        check("[nats]\nurll = \"x\"\n", &[], Err("unknown field `urll`"));
+        check("[bogus]\n", &[], Err("unknown field `bogus`"));
+        check(
+            "[endpoints.a]\nurl = \"http://x\"\nsecret = \"s\"\n",
+            &[],
+            Err("unknown field `secret`"),
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        check(
+            "[endpoints.a]\nurl = \"ftp://x\"\n",
+            &[],
+            Err("endpoints.a.url"),
+        );
+        check(
+            "[endpoints.a]\naccess_key_id_env = \"K\"\n",
+            &[],
+            Err("go together"),
+        );
+        check("[copy]\npart_size = \"1MiB\"\n", &[], Err("copy.part_size"));
+        check(
+            "[copy]\nbuffer_memory = \"8MiB\"\n",
+            &[],
+            Err("copy.buffer_memory"),
+        );
+        check("[nats]\nprefix = \"a.b\"\n", &[], Err("nats.prefix"));
+        check(
+            "[copy]\nserver_side_multipart_threshold = \"6GiB\"\n",
+            &[],
+            Err("5GiB"),
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let copy = validate_copy(RawCopy::default()).expect("defaults validate");
+        assert_eq!(copy.part_size, 16 * 1024 * 1024);
+    }
+}

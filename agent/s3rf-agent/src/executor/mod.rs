@@ -1,0 +1,730 @@
+//! The executor: the only code that talks to S3.
+//!
+//! It gathers facts (HEAD requests), asks [`crate::plan`] what to do, and does
+//! it. Every multipart upload it starts is either completed or aborted, also on
+//! error and on shutdown. Object bytes in memory are bounded by one semaphore
+//! (`copy.buffer_memory`), shared by every copy of the agent.
+
+mod encode;
+mod error;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
+use aws_sdk_s3::types::{
+    ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective, TaggingDirective,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use encode::{copy_source, tagging};
+pub use error::{ExecError, Target, classify, classify_service};
+
+use crate::config::CopyConfig;
+use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
+use crate::names::META_SOURCE_ETAG;
+use crate::plan::{self, CopyPlan, Method, ObjectFacts, Part, Plan, SkipReason};
+use crate::store::{Store, Stores};
+
+/// Buffer accounting unit: the semaphore counts KiB so that u32 permits cover
+/// terabytes.
+const BUFFER_UNIT: u64 = 1024;
+
+/// What a job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The object was copied.
+    Copied {
+        /// Which method.
+        method: &'static str,
+        /// Bytes copied.
+        bytes: u64,
+    },
+    /// Nothing needed doing.
+    Skipped(SkipReason),
+    /// The object was deleted (or was already gone).
+    Deleted,
+}
+
+/// The attributes S3 keeps with an object besides its bytes and tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Attributes {
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<DateTime>,
+    metadata: HashMap<String, String>,
+}
+
+/// What a HEAD of the source said.
+#[derive(Debug, Clone)]
+struct Source {
+    facts: ObjectFacts,
+    attrs: Attributes,
+}
+
+/// Carries out jobs.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    stores: Stores,
+    copy: CopyConfig,
+    buffers: Arc<Semaphore>,
+    buffer_units: u64,
+}
+
+fn strip_quotes(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
+}
+
+fn target(obj: &ObjectRef) -> Target {
+    Target {
+        endpoint: obj.endpoint.clone(),
+        bucket: obj.bucket.clone(),
+        key: Some(obj.key.clone()),
+    }
+}
+
+impl Executor {
+    /// An executor over `stores` with `copy` tuning.
+    pub fn new(stores: Stores, copy: CopyConfig) -> Self {
+        let buffer_units = (copy.buffer_memory / BUFFER_UNIT).max(1);
+        let permits = usize::try_from(buffer_units).unwrap_or(usize::MAX >> 4);
+        Self {
+            stores,
+            copy,
+            buffers: Arc::new(Semaphore::new(permits)),
+            buffer_units,
+        }
+    }
+
+    /// The endpoints this executor can reach.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    fn store(&self, obj: &ObjectRef) -> Result<&Store, ExecError> {
+        self.stores
+            .get(&obj.endpoint)
+            .ok_or_else(|| ExecError::Internal {
+                op: "lookup",
+                target: target(obj),
+                detail: "endpoint vanished after validation".to_owned(),
+            })
+    }
+
+    /// Runs one job. `cancel` aborts it (uploads are aborted, not left behind).
+    pub async fn run(&self, job: &Job, cancel: &CancellationToken) -> Result<Outcome, ExecError> {
+        match job {
+            Job::Copy(c) => self.copy(c, cancel).await,
+            Job::Delete(d) => {
+                tokio::select! {
+                    r = self.delete(d) => r,
+                    () = cancel.cancelled() => Err(ExecError::Cancelled),
+                }
+            }
+        }
+    }
+
+    async fn buffer_permit(&self, bytes: u64) -> Result<OwnedSemaphorePermit, ExecError> {
+        let units = bytes.div_ceil(BUFFER_UNIT).clamp(1, self.buffer_units);
+        let units = u32::try_from(units).unwrap_or(u32::MAX);
+        self.buffers
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| ExecError::Cancelled)
+    }
+
+    // ----- copy -------------------------------------------------------------
+
+    async fn copy(&self, job: &CopyJob, cancel: &CancellationToken) -> Result<Outcome, ExecError> {
+        let src_store = self.store(&job.src)?;
+        let dst_store = self.store(&job.dst)?;
+        let src = self.head_source(src_store, job).await?;
+        let dst = self.head_destination(dst_store, &job.dst).await?;
+        let same_endpoint = job.src.endpoint == job.dst.endpoint;
+        let plan = plan::plan_copy(&src.facts, dst.as_ref(), same_endpoint, &self.copy);
+        let plan = match plan {
+            Plan::Skip(reason) => {
+                info!(bytes = src.facts.size, "skipped: identical");
+                return Ok(Outcome::Skipped(reason));
+            }
+            Plan::Copy(p) => p,
+        };
+        debug!(
+            method = plan.method.name(),
+            bytes = src.facts.size,
+            "copy planned"
+        );
+        let work = async {
+            match &plan.method {
+                Method::ServerSideCopy => self.server_side_copy(job, &src, &plan).await,
+                Method::Put => self.put(job, &src, &plan).await,
+                Method::ServerSideMultipart { .. } | Method::StreamedMultipart { .. } => {
+                    self.multipart(job, &src, &plan, cancel).await
+                }
+            }
+        };
+        // Multipart handles cancellation itself so it can abort its upload.
+        let result = match plan.method {
+            Method::ServerSideCopy | Method::Put => tokio::select! {
+                r = work => r,
+                () = cancel.cancelled() => Err(ExecError::Cancelled),
+            },
+            _ => work.await,
+        };
+        result?;
+        info!(
+            method = plan.method.name(),
+            bytes = src.facts.size,
+            "copied"
+        );
+        Ok(Outcome::Copied {
+            method: plan.method.name(),
+            bytes: src.facts.size,
+        })
+    }
+
+    async fn head_source(&self, store: &Store, job: &CopyJob) -> Result<Source, ExecError> {
+        let t = target(&job.src);
+        let head = store
+            .client
+            .head_object()
+            .bucket(&job.src.bucket)
+            .key(&job.src.key)
+            .set_version_id(job.src_version.clone())
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| classify("HeadObject", &t, e));
+        let head = match head {
+            Ok(h) => h,
+            Err(e) if e.is_not_found() => return Err(self.which_missing(store, &job.src).await),
+            Err(e) => return Err(e),
+        };
+        let metadata = head.metadata().cloned().unwrap_or_default();
+        let facts = ObjectFacts {
+            size: u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0),
+            etag: head.e_tag().map(strip_quotes),
+            recorded_source_etag: metadata.get(META_SOURCE_ETAG).cloned(),
+            checksums: plan::Checksums {
+                crc64nvme: head.checksum_crc64_nvme().map(str::to_owned),
+                crc32c: head.checksum_crc32_c().map(str::to_owned),
+                crc32: head.checksum_crc32().map(str::to_owned),
+                sha256: head.checksum_sha256().map(str::to_owned),
+            },
+        };
+        let expires = head
+            .expires_string()
+            .and_then(|s| DateTime::from_str(s, DateTimeFormat::HttpDate).ok());
+        let attrs = Attributes {
+            content_type: head.content_type().map(str::to_owned),
+            content_encoding: head.content_encoding().map(str::to_owned),
+            content_disposition: head.content_disposition().map(str::to_owned),
+            content_language: head.content_language().map(str::to_owned),
+            cache_control: head.cache_control().map(str::to_owned),
+            expires,
+            metadata,
+        };
+        Ok(Source { facts, attrs })
+    }
+
+    /// After a 404 on an object: is it the key or the whole bucket?
+    async fn which_missing(&self, store: &Store, obj: &ObjectRef) -> ExecError {
+        let bucket = store.client.head_bucket().bucket(&obj.bucket).send().await;
+        match bucket {
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                ExecError::NoSuchBucket(target(obj))
+            }
+            _ => ExecError::NoSuchKey(target(obj)),
+        }
+    }
+
+    async fn head_destination(
+        &self,
+        store: &Store,
+        obj: &ObjectRef,
+    ) -> Result<Option<ObjectFacts>, ExecError> {
+        let head = store
+            .client
+            .head_object()
+            .bucket(&obj.bucket)
+            .key(&obj.key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| classify("HeadObject", &target(obj), e));
+        match head {
+            Ok(h) => Ok(Some(ObjectFacts {
+                size: u64::try_from(h.content_length().unwrap_or(0)).unwrap_or(0),
+                etag: h.e_tag().map(strip_quotes),
+                recorded_source_etag: h.metadata().and_then(|m| m.get(META_SOURCE_ETAG)).cloned(),
+                checksums: plan::Checksums {
+                    crc64nvme: h.checksum_crc64_nvme().map(str::to_owned),
+                    crc32c: h.checksum_crc32_c().map(str::to_owned),
+                    crc32: h.checksum_crc32().map(str::to_owned),
+                    sha256: h.checksum_sha256().map(str::to_owned),
+                },
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            // Without s3:ListBucket, S3 answers 403 for a missing object; the
+            // write that follows will say whether we may write.
+            Err(ExecError::AccessDenied { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The metadata the destination gets, with s3rf's own marker set or cleared.
+    fn destination_metadata(&self, src: &Source, plan: &CopyPlan) -> HashMap<String, String> {
+        let mut metadata = src.attrs.metadata.clone();
+        metadata.remove(META_SOURCE_ETAG);
+        if plan.record_source_etag
+            && let Some(etag) = &src.facts.etag
+        {
+            metadata.insert(META_SOURCE_ETAG.to_owned(), etag.clone());
+        }
+        metadata
+    }
+
+    /// The source's tags, or none when the source store has no tagging.
+    async fn source_tags(&self, job: &CopyJob) -> Result<Vec<(String, String)>, ExecError> {
+        let store = self.store(&job.src)?;
+        let res = store
+            .client
+            .get_object_tagging()
+            .bucket(&job.src.bucket)
+            .key(&job.src.key)
+            .set_version_id(job.src_version.clone())
+            .send()
+            .await
+            .map_err(|e| classify("GetObjectTagging", &target(&job.src), e));
+        match res {
+            Ok(out) => Ok(out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect()),
+            Err(e @ ExecError::Transport { .. }) => Err(e),
+            Err(e) if e.is_not_implemented() => {
+                debug!("source endpoint has no object tagging; no tags to copy");
+                Ok(Vec::new())
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the source object's tags; copying without tags");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Checks that tags we sent arrived; a store without tagging drops them.
+    async fn verify_tags(&self, dst: &ObjectRef, sent: &[(String, String)]) {
+        if sent.is_empty() {
+            return;
+        }
+        let Ok(store) = self.store(dst) else { return };
+        let res = store
+            .client
+            .get_object_tagging()
+            .bucket(&dst.bucket)
+            .key(&dst.key)
+            .send()
+            .await;
+        let held = res.map(|o| o.tag_set().len()).unwrap_or(0);
+        if held < sent.len() {
+            warn!(
+                tags = sent.len(),
+                held,
+                "destination endpoint {} cannot hold object tags; {} tag(s) dropped",
+                dst.endpoint,
+                sent.len() - held
+            );
+        }
+    }
+
+    async fn server_side_copy(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        plan: &CopyPlan,
+    ) -> Result<(), ExecError> {
+        let store = self.store(&job.dst)?;
+        let mut req = store
+            .client
+            .copy_object()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .copy_source(copy_source(
+                &job.src.bucket,
+                &job.src.key,
+                job.src_version.as_deref(),
+            ))
+            .tagging_directive(TaggingDirective::Copy);
+        if let Some(etag) = &src.facts.etag {
+            req = req.copy_source_if_match(format!("\"{etag}\""));
+        }
+        req = if plan.record_source_etag || src.attrs.metadata.contains_key(META_SOURCE_ETAG) {
+            let a = &src.attrs;
+            req.metadata_directive(MetadataDirective::Replace)
+                .set_metadata(Some(self.destination_metadata(src, plan)))
+                .set_content_type(a.content_type.clone())
+                .set_content_encoding(a.content_encoding.clone())
+                .set_content_disposition(a.content_disposition.clone())
+                .set_content_language(a.content_language.clone())
+                .set_cache_control(a.cache_control.clone())
+                .set_expires(a.expires)
+        } else {
+            req.metadata_directive(MetadataDirective::Copy)
+        };
+        req.send()
+            .await
+            .map_err(|e| classify("CopyObject", &target(&job.dst), e))?;
+        Ok(())
+    }
+
+    async fn get_bytes(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        range: Option<&Part>,
+    ) -> Result<Bytes, ExecError> {
+        let store = self.store(&job.src)?;
+        let t = target(&job.src);
+        let mut req = store
+            .client
+            .get_object()
+            .bucket(&job.src.bucket)
+            .key(&job.src.key)
+            .set_version_id(job.src_version.clone());
+        if let Some(etag) = &src.facts.etag {
+            req = req.if_match(format!("\"{etag}\""));
+        }
+        let expected = match range {
+            Some(p) => {
+                req = req.range(p.http_range());
+                p.len()
+            }
+            None => src.facts.size,
+        };
+        let out = req.send().await.map_err(|e| classify("GetObject", &t, e))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| ExecError::Transport {
+                op: "GetObject",
+                target: t.clone(),
+                detail: format!("reading the body failed: {e}"),
+            })?
+            .into_bytes();
+        let got = bytes.len() as u64;
+        if got != expected {
+            return Err(ExecError::ShortRead {
+                target: t,
+                expected,
+                got,
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn put(&self, job: &CopyJob, src: &Source, plan: &CopyPlan) -> Result<(), ExecError> {
+        let tags = self.source_tags(job).await?;
+        let _permit = self.buffer_permit(src.facts.size).await?;
+        let bytes = self.get_bytes(job, src, None).await?;
+        let store = self.store(&job.dst)?;
+        let a = &src.attrs;
+        let mut req = store
+            .client
+            .put_object()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
+            .body(ByteStream::from(bytes))
+            .set_metadata(Some(self.destination_metadata(src, plan)))
+            .set_content_type(a.content_type.clone())
+            .set_content_encoding(a.content_encoding.clone())
+            .set_content_disposition(a.content_disposition.clone())
+            .set_content_language(a.content_language.clone())
+            .set_cache_control(a.cache_control.clone())
+            .set_expires(a.expires);
+        if !tags.is_empty() {
+            req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        }
+        req.send()
+            .await
+            .map_err(|e| classify("PutObject", &target(&job.dst), e))?;
+        self.verify_tags(&job.dst, &tags).await;
+        Ok(())
+    }
+
+    // ----- multipart --------------------------------------------------------
+
+    async fn multipart(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        plan: &CopyPlan,
+        cancel: &CancellationToken,
+    ) -> Result<(), ExecError> {
+        let tags = self.source_tags(job).await?;
+        let store = self.store(&job.dst)?;
+        let t = target(&job.dst);
+        self.abort_stale_uploads(store, &job.dst).await;
+        let a = &src.attrs;
+        let mut req = store
+            .client
+            .create_multipart_upload()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .set_metadata(Some(self.destination_metadata(src, plan)))
+            .set_content_type(a.content_type.clone())
+            .set_content_encoding(a.content_encoding.clone())
+            .set_content_disposition(a.content_disposition.clone())
+            .set_content_language(a.content_language.clone())
+            .set_cache_control(a.cache_control.clone())
+            .set_expires(a.expires);
+        if !tags.is_empty() {
+            req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        }
+        let created = req
+            .send()
+            .await
+            .map_err(|e| classify("CreateMultipartUpload", &t, e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| ExecError::Internal {
+                op: "CreateMultipartUpload",
+                target: t.clone(),
+                detail: "the store returned no upload id".to_owned(),
+            })?
+            .to_owned();
+        debug!(upload_id, "multipart upload created");
+        let mut result = tokio::select! {
+            r = self.upload_parts_and_complete(job, src, plan, &upload_id) => r,
+            () = cancel.cancelled() => Err(ExecError::Cancelled),
+        };
+        if let Err(ExecError::Transport {
+            op: "CompleteMultipartUpload",
+            ..
+        }) = &result
+        {
+            // The completion may have happened even though its response was
+            // lost or unreadable; if the object is there, it is done.
+            if let Ok(Some(now)) = self.head_destination(store, &job.dst).await
+                && plan::identical(&src.facts, &now)
+            {
+                info!(
+                    upload_id,
+                    "completion confirmed by HEAD after an unreadable response"
+                );
+                result = Ok(());
+            }
+        }
+        if let Err(e) = &result {
+            debug!(error = %e, upload_id, "aborting multipart upload");
+            let abort = store
+                .client
+                .abort_multipart_upload()
+                .bucket(&job.dst.bucket)
+                .key(&job.dst.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            if let Err(ae) = abort {
+                warn!(
+                    upload_id,
+                    error = %classify("AbortMultipartUpload", &t, ae),
+                    "could not abort the multipart upload; a bucket lifecycle rule AbortIncompleteMultipartUpload cleans it up"
+                );
+            }
+        } else {
+            self.verify_tags(&job.dst, &tags).await;
+        }
+        result
+    }
+
+    async fn upload_parts_and_complete(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        plan: &CopyPlan,
+        upload_id: &str,
+    ) -> Result<(), ExecError> {
+        let parts = plan.method.parts(src.facts.size);
+        let server_side = matches!(plan.method, Method::ServerSideMultipart { .. });
+        let mut completed: Vec<CompletedPart> = futures::stream::iter(parts)
+            .map(|part| async move {
+                if server_side {
+                    self.copy_part(job, src, upload_id, &part).await
+                } else {
+                    self.stream_part(job, src, upload_id, &part).await
+                }
+            })
+            .buffer_unordered(self.copy.part_concurrency)
+            .try_collect()
+            .await?;
+        completed.sort_by_key(|p| p.part_number());
+        let store = self.store(&job.dst)?;
+        store
+            .client
+            .complete_multipart_upload()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("CompleteMultipartUpload", &target(&job.dst), e))?;
+        Ok(())
+    }
+
+    async fn stream_part(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        upload_id: &str,
+        part: &Part,
+    ) -> Result<CompletedPart, ExecError> {
+        let _permit = self.buffer_permit(part.len()).await?;
+        let bytes = self.get_bytes(job, src, Some(part)).await?;
+        let store = self.store(&job.dst)?;
+        let out = store
+            .client
+            .upload_part()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .upload_id(upload_id)
+            .part_number(part.number)
+            .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| classify("UploadPart", &target(&job.dst), e))?;
+        Ok(CompletedPart::builder()
+            .part_number(part.number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+            .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
+            .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
+            .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
+            .build())
+    }
+
+    async fn copy_part(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        upload_id: &str,
+        part: &Part,
+    ) -> Result<CompletedPart, ExecError> {
+        let store = self.store(&job.dst)?;
+        let mut req = store
+            .client
+            .upload_part_copy()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .upload_id(upload_id)
+            .part_number(part.number)
+            .copy_source(copy_source(
+                &job.src.bucket,
+                &job.src.key,
+                job.src_version.as_deref(),
+            ))
+            .copy_source_range(part.http_range());
+        if let Some(etag) = &src.facts.etag {
+            req = req.copy_source_if_match(format!("\"{etag}\""));
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| classify("UploadPartCopy", &target(&job.dst), e))?;
+        let result = out.copy_part_result();
+        Ok(CompletedPart::builder()
+            .part_number(part.number)
+            .set_e_tag(result.and_then(|r| r.e_tag()).map(str::to_owned))
+            .set_checksum_crc32(result.and_then(|r| r.checksum_crc32()).map(str::to_owned))
+            .set_checksum_crc32_c(result.and_then(|r| r.checksum_crc32_c()).map(str::to_owned))
+            .set_checksum_crc64_nvme(
+                result
+                    .and_then(|r| r.checksum_crc64_nvme())
+                    .map(str::to_owned),
+            )
+            .set_checksum_sha256(result.and_then(|r| r.checksum_sha256()).map(str::to_owned))
+            .build())
+    }
+
+    /// Aborts uploads left for this exact key by an agent that died mid-copy.
+    /// s3rf owns in-progress uploads of the keys it writes.
+    async fn abort_stale_uploads(&self, store: &Store, dst: &ObjectRef) {
+        let listed = store
+            .client
+            .list_multipart_uploads()
+            .bucket(&dst.bucket)
+            .prefix(&dst.key)
+            .send()
+            .await;
+        let uploads = match listed {
+            Ok(out) => out.uploads.unwrap_or_default(),
+            Err(e) => {
+                debug!(error = %classify("ListMultipartUploads", &target(dst), e), "cannot list in-progress uploads; skipping stale-upload cleanup");
+                return;
+            }
+        };
+        for upload in uploads {
+            let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if key != dst.key {
+                continue;
+            }
+            let res = store
+                .client
+                .abort_multipart_upload()
+                .bucket(&dst.bucket)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await;
+            match res {
+                Ok(_) => info!(
+                    upload_id = id,
+                    "aborted a stale multipart upload left by an earlier attempt"
+                ),
+                Err(e) => {
+                    debug!(upload_id = id, error = %classify("AbortMultipartUpload", &target(dst), e), "could not abort stale upload")
+                }
+            }
+        }
+    }
+
+    // ----- delete -----------------------------------------------------------
+
+    async fn delete(&self, job: &DeleteJob) -> Result<Outcome, ExecError> {
+        let store = self.store(&job.dst)?;
+        let res = store
+            .client
+            .delete_object()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteObject", &target(&job.dst), e));
+        match res {
+            Ok(_) | Err(ExecError::NoSuchKey(_)) => {
+                info!("deleted");
+                Ok(Outcome::Deleted)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! NATS connection, stream and consumer set-up, and the dead-letter stream.
+//!
+//! Set-up is idempotent: every agent creates or updates the streams and durable
+//! consumers it needs at start-up, so there is no separate provisioning step.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    stream::{self, RetentionPolicy, StorageType},
+};
+use async_nats::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+use tracing::{error, info, warn};
+
+use crate::config::{NatsAuth, NatsConfig};
+use crate::names::{
+    HDR_DELIVERIES, HDR_FAILED_AT, HDR_JOB_KIND, HDR_ORIGINAL_MSG_ID, HDR_ORIGINAL_SUBJECT,
+    HDR_REASON, HDR_STREAM_SEQ, JobKind, Names,
+};
+
+/// Longest reason kept in a dead-letter header.
+const MAX_REASON_CHARS: usize = 2000;
+
+/// NATS and JetStream failures.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(
+        "NATS unreachable at {url}: {detail}; check [nats] url and that nats-server is running"
+    )]
+    Connect { url: String, detail: String },
+    #[error("cannot read {what} {path}: {source}")]
+    ReadFile {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("environment variable {var} (nats.{field}) is not set; export it before starting")]
+    MissingEnv { var: String, field: &'static str },
+    #[error(
+        "cannot set up JetStream {what} {name}: {detail}; check that the server runs with JetStream enabled (-js) and is version 2.10 or newer"
+    )]
+    Setup {
+        what: &'static str,
+        name: String,
+        detail: String,
+    },
+    #[error(
+        "JetStream server ignored consumer setting {setting} of {name}; upgrade nats-server to 2.10 or newer"
+    )]
+    ServerTooOld { name: String, setting: &'static str },
+    #[error(
+        "cannot publish to {subject}: {detail}; the message stays in the job stream and is retried"
+    )]
+    Publish { subject: String, detail: String },
+}
+
+/// Connects to NATS with the configured authentication and TLS.
+pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, QueueError> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(10));
+    let env = |var: &str, field: &'static str| {
+        std::env::var(var).map_err(|_| QueueError::MissingEnv {
+            var: var.to_owned(),
+            field,
+        })
+    };
+    match &cfg.auth {
+        NatsAuth::None => {}
+        NatsAuth::CredentialsFile(path) => {
+            opts = opts
+                .credentials_file(path)
+                .await
+                .map_err(|source| QueueError::ReadFile {
+                    what: "NATS credentials file",
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        }
+        NatsAuth::NkeySeedFile(path) => {
+            let seed = std::fs::read_to_string(path).map_err(|source| QueueError::ReadFile {
+                what: "NATS nkey seed file",
+                path: path.display().to_string(),
+                source,
+            })?;
+            opts = opts.nkey(seed.trim().to_owned());
+        }
+        NatsAuth::UserPassword { user, password_env } => {
+            opts = opts.user_and_password(user.clone(), env(password_env, "password_env")?);
+        }
+        NatsAuth::Token { token_env } => opts = opts.token(env(token_env, "token_env")?),
+    }
+    if let Some(ca) = &cfg.tls_ca_file {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &cfg.tls_client {
+        opts = opts
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    opts.connect(cfg.url.as_str())
+        .await
+        .map_err(|e| QueueError::Connect {
+            url: cfg.url.clone(),
+            detail: e.to_string(),
+        })
+}
+
+fn setup_err(what: &'static str, name: &str, e: impl std::fmt::Display) -> QueueError {
+    QueueError::Setup {
+        what,
+        name: name.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Creates or updates the job stream and the dead-letter stream.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    names: &Names,
+    cfg: &NatsConfig,
+) -> Result<(), QueueError> {
+    let jobs = stream::Config {
+        name: names.jobs_stream(),
+        subjects: JobKind::ALL.iter().map(|k| names.job_subject(*k)).collect(),
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        duplicate_window: Duration::from_secs(120),
+        description: Some("s3rf jobs (work queue)".to_owned()),
+        ..Default::default()
+    };
+    js.create_or_update_stream(jobs)
+        .await
+        .map_err(|e| setup_err("stream", &names.jobs_stream(), e))?;
+    let dead = stream::Config {
+        name: names.dead_stream(),
+        subjects: vec![names.dead_subjects()],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        duplicate_window: Duration::from_secs(120),
+        description: Some(
+            "s3rf dead letters: jobs that cannot succeed, with the reason".to_owned(),
+        ),
+        ..Default::default()
+    };
+    js.create_or_update_stream(dead)
+        .await
+        .map_err(|e| setup_err("stream", &names.dead_stream(), e))?;
+    Ok(())
+}
+
+/// Creates or updates the durable pull consumer for `kind`.
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    names: &Names,
+    kind: JobKind,
+    cfg: &NatsConfig,
+) -> Result<PullConsumer, QueueError> {
+    let name = names.consumer(kind);
+    let stream = js
+        .get_stream(names.jobs_stream())
+        .await
+        .map_err(|e| setup_err("stream", &names.jobs_stream(), e))?;
+    let subject = names.job_subject(kind);
+    let mut consumer: PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!("s3rf agents taking {kind} jobs")),
+            filter_subject: subject.clone(),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: cfg.ack_wait,
+            max_deliver: i64::from(cfg.max_deliver),
+            max_ack_pending: i64::from(cfg.max_ack_pending),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup_err("consumer", &name, e))?;
+    let info = consumer
+        .info()
+        .await
+        .map_err(|e| setup_err("consumer", &name, e))?;
+    if info.config.filter_subject != subject {
+        return Err(QueueError::ServerTooOld {
+            name,
+            setting: "filter_subject",
+        });
+    }
+    Ok(consumer)
+}
+
+/// Makes a string safe as a header value: one line, bounded length.
+pub fn header_safe(s: &str) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    one_line.chars().take(MAX_REASON_CHARS).collect()
+}
+
+/// Everything the dead-letter entry records about a failed job.
+#[derive(Debug)]
+pub struct DeadLetter<'a> {
+    /// Job kind.
+    pub kind: JobKind,
+    /// Subject the job was published on.
+    pub subject: &'a str,
+    /// Its headers, copied over.
+    pub headers: Option<&'a HeaderMap>,
+    /// Its payload, kept byte for byte.
+    pub payload: &'a [u8],
+    /// Sequence in the job stream.
+    pub stream_seq: u64,
+    /// Deliveries so far.
+    pub deliveries: u64,
+    /// Why it failed.
+    pub reason: &'a str,
+}
+
+/// Publishes a dead letter and waits for JetStream to store it.
+pub async fn publish_dead_letter(
+    js: &jetstream::Context,
+    names: &Names,
+    dl: DeadLetter<'_>,
+) -> Result<(), QueueError> {
+    let subject = names.dead_subject(dl.kind);
+    let mut headers = HeaderMap::new();
+    if let Some(orig) = dl.headers {
+        for (k, values) in orig.iter() {
+            let name: &str = k.as_ref();
+            if name.eq_ignore_ascii_case("Nats-Msg-Id") {
+                if let Some(v) = values.first() {
+                    headers.insert(HDR_ORIGINAL_MSG_ID, v.as_str());
+                }
+                continue;
+            }
+            for v in values {
+                headers.append(name, v.as_str());
+            }
+        }
+    }
+    headers.insert(HDR_ORIGINAL_SUBJECT, dl.subject);
+    headers.insert(HDR_JOB_KIND, dl.kind.token());
+    headers.insert(HDR_DELIVERIES, dl.deliveries.to_string().as_str());
+    headers.insert(HDR_STREAM_SEQ, dl.stream_seq.to_string().as_str());
+    headers.insert(HDR_REASON, header_safe(dl.reason).as_str());
+    headers.insert(
+        HDR_FAILED_AT,
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .as_str(),
+    );
+    // One dead letter per job, even if two agents race to write it.
+    let msg_id = format!("dead-{}-{}", names.jobs_stream(), dl.stream_seq);
+    headers.insert("Nats-Msg-Id", HeaderValue::from(msg_id.as_str()));
+    let publish_err = |e: &dyn std::fmt::Display| QueueError::Publish {
+        subject: subject.clone(),
+        detail: e.to_string(),
+    };
+    let ack = js
+        .publish_with_headers(subject.clone(), headers, dl.payload.to_vec().into())
+        .await
+        .map_err(|e| publish_err(&e))?;
+    ack.await.map_err(|e| publish_err(&e))?;
+    Ok(())
+}
+
+/// Dead-letters a message and terminates it. If the dead-letter stream cannot
+/// take it, the message is nak'd instead so that nothing is lost.
+pub async fn dead_letter_message(
+    js: &jetstream::Context,
+    names: &Names,
+    kind: JobKind,
+    msg: &jetstream::Message,
+    stream_seq: u64,
+    deliveries: u64,
+    reason: &str,
+) {
+    let dl = DeadLetter {
+        kind,
+        subject: msg.subject.as_str(),
+        headers: msg.headers.as_ref(),
+        payload: &msg.payload,
+        stream_seq,
+        deliveries,
+        reason,
+    };
+    match publish_dead_letter(js, names, dl).await {
+        Ok(()) => {
+            error!(reason, deliveries, "dead-lettered");
+            if let Err(e) = msg.ack_with(AckKind::Term).await {
+                warn!(error = %e, "could not terminate the dead-lettered job; it may be delivered once more");
+            }
+        }
+        Err(e) => {
+            error!(error = %e, reason, "cannot dead-letter the job; it will be retried");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                .await;
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MaxDeliveriesAdvisory {
+    stream: String,
+    consumer: String,
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+/// Safety net for agents that died on a job's last delivery: when JetStream
+/// gives up on a job (max deliveries reached without an outcome), move it to
+/// the dead-letter stream and remove it from the work queue.
+pub async fn watch_max_deliveries(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    names: Names,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut sub = match client.subscribe(names.max_deliveries_advisory()).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot subscribe to max-deliveries advisories; jobs of agents that die on their last try stay in the job stream");
+            return;
+        }
+    };
+    use futures::StreamExt;
+    loop {
+        let msg = tokio::select! {
+            m = sub.next() => match m { Some(m) => m, None => return },
+            () = stop.cancelled() => return,
+        };
+        let Ok(adv) = serde_json::from_slice::<MaxDeliveriesAdvisory>(&msg.payload) else {
+            continue;
+        };
+        let Some(kind) = names.kind_of_consumer(&adv.consumer) else {
+            continue;
+        };
+        let Ok(stream) = js.get_stream(&adv.stream).await else {
+            continue;
+        };
+        let Ok(raw) = stream.get_raw_message(adv.stream_seq).await else {
+            // Already handled: dead-lettered and terminated by its agent.
+            continue;
+        };
+        let reason = format!(
+            "gave up after {} deliveries without an outcome: the agents handling it stopped or timed out; check agent logs",
+            adv.deliveries
+        );
+        let dl = DeadLetter {
+            kind,
+            subject: raw.subject.as_str(),
+            headers: Some(&raw.headers),
+            payload: &raw.payload,
+            stream_seq: adv.stream_seq,
+            deliveries: adv.deliveries,
+            reason: &reason,
+        };
+        match publish_dead_letter(&js, &names, dl).await {
+            Ok(()) => {
+                let _ = stream.delete_message(adv.stream_seq).await;
+                info!(
+                    job = adv.stream_seq,
+                    "moved an abandoned job to the dead-letter stream"
+                );
+            }
+            Err(e) => {
+                warn!(error = %e, job = adv.stream_seq, "cannot move an abandoned job to the dead-letter stream")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_one_bounded_line() {
+        assert_eq!(header_safe("a\r\nb\tc"), "a  b c");
+        assert_eq!(header_safe(&"x".repeat(5000)).len(), MAX_REASON_CHARS);
+    }
+}

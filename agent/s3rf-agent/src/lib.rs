@@ -1,0 +1,23 @@
+//! s3rf-agent: stateless agents that copy objects between S3-compatible stores,
+//! pulling jobs from NATS JetStream.
+//!
+//! The pipeline reads: wire JSON ([`s3rf_wire`]) → validated [`job::Job`] →
+//! pure [`plan`] → [`executor`] (the only code that calls S3) → [`outcome`]
+//! (ack, delayed nak, or dead letter) in [`worker`]. See ARCHITECTURE.md.
+
+// Errors are the cold path and carry endpoint/bucket/key context on purpose.
+#![allow(clippy::result_large_err)]
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod executor;
+pub mod jetstream;
+pub mod job;
+pub mod names;
+pub mod outcome;
+pub mod plan;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,129 @@
+//! Every subject, stream, consumer and header name s3rf uses, in one place.
+//!
+//! All names derive from the configured prefix (`s3rf` by default), so several
+//! independent deployments can share one NATS account.
+
+/// Header: the subject the job was originally published on.
+pub const HDR_ORIGINAL_SUBJECT: &str = "S3rf-Original-Subject";
+/// Header: how many times the job was delivered before it was dead-lettered.
+pub const HDR_DELIVERIES: &str = "S3rf-Deliveries";
+/// Header: human-readable reason the job was dead-lettered.
+pub const HDR_REASON: &str = "S3rf-Reason";
+/// Header: the job's sequence number in the job stream.
+pub const HDR_STREAM_SEQ: &str = "S3rf-Stream-Seq";
+/// Header: RFC 3339 time the job was dead-lettered.
+pub const HDR_FAILED_AT: &str = "S3rf-Failed-At";
+/// Header: the kind of job (`copy`, `delete`).
+pub const HDR_JOB_KIND: &str = "S3rf-Job-Kind";
+/// Header: the job's original `Nats-Msg-Id`, if it had one.
+pub const HDR_ORIGINAL_MSG_ID: &str = "S3rf-Original-Msg-Id";
+/// User metadata key recording the source ETag on copies whose ETag differs
+/// from the source's (multipart layouts), so re-runs can recognise them.
+pub const META_SOURCE_ETAG: &str = "s3rf-source-etag";
+
+/// The kinds of job an agent executes; each has its own subject and consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Copy one object.
+    Copy,
+    /// Delete one object.
+    Delete,
+}
+
+impl JobKind {
+    /// Every kind, in the order consumers are set up.
+    pub const ALL: [JobKind; 2] = [JobKind::Copy, JobKind::Delete];
+
+    /// The subject token after the prefix.
+    pub const fn token(self) -> &'static str {
+        match self {
+            JobKind::Copy => "copy",
+            JobKind::Delete => "delete",
+        }
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.token())
+    }
+}
+
+/// Names derived from one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// Names under `prefix` (already validated to be a single subject token).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Subject jobs of `kind` are published on: `s3rf.copy`.
+    pub fn job_subject(&self, kind: JobKind) -> String {
+        format!("{}.{}", self.prefix, kind.token())
+    }
+
+    /// Subject dead letters of `kind` go to: `s3rf.dead.copy`.
+    pub fn dead_subject(&self, kind: JobKind) -> String {
+        format!("{}.dead.{}", self.prefix, kind.token())
+    }
+
+    /// Every dead-letter subject: `s3rf.dead.>`.
+    pub fn dead_subjects(&self) -> String {
+        format!("{}.dead.>", self.prefix)
+    }
+
+    /// The WorkQueue stream holding jobs: `S3RF_JOBS`.
+    pub fn jobs_stream(&self) -> String {
+        format!("{}_JOBS", self.prefix.to_uppercase())
+    }
+
+    /// The Limits stream holding dead letters: `S3RF_DEAD`.
+    pub fn dead_stream(&self) -> String {
+        format!("{}_DEAD", self.prefix.to_uppercase())
+    }
+
+    /// Durable consumer for `kind`: `s3rf-copy`.
+    pub fn consumer(&self, kind: JobKind) -> String {
+        format!("{}-{}", self.prefix, kind.token())
+    }
+
+    /// Advisory published when a job of the job stream hits `max_deliver`.
+    pub fn max_deliveries_advisory(&self) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+            self.jobs_stream()
+        )
+    }
+
+    /// The job kind a consumer name belongs to.
+    pub fn kind_of_consumer(&self, consumer: &str) -> Option<JobKind> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| self.consumer(*k) == consumer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let n = Names::new("s3rf");
+        assert_eq!(n.job_subject(JobKind::Copy), "s3rf.copy");
+        assert_eq!(n.dead_subject(JobKind::Delete), "s3rf.dead.delete");
+        assert_eq!(n.jobs_stream(), "S3RF_JOBS");
+        assert_eq!(n.dead_stream(), "S3RF_DEAD");
+        assert_eq!(n.consumer(JobKind::Copy), "s3rf-copy");
+        assert_eq!(n.kind_of_consumer("s3rf-delete"), Some(JobKind::Delete));
+        let t = Names::new("team-a");
+        assert_eq!(t.jobs_stream(), "TEAM-A_JOBS");
+        assert_eq!(t.job_subject(JobKind::Copy), "team-a.copy");
+    }
+}

@@ -1,0 +1,131 @@
+//! S3 clients for the endpoints in the agent config, built once at start-up.
+//!
+//! Credentials are resolved here: named environment variables are read once and
+//! handed to the SDK; their values never reach logs (the SDK's `Credentials`
+//! redacts itself in `Debug`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{
+    Region, RequestChecksumCalculation, ResponseChecksumValidation, retry::RetryConfig,
+    timeout::TimeoutConfig,
+};
+
+use crate::config::{ChecksumMode, CredentialSource, EndpointConfig};
+
+/// Why an endpoint's client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "endpoint {endpoint}: environment variable {var} (endpoints.{endpoint}.{field}) is not set; export it before starting the agent"
+    )]
+    MissingEnv {
+        endpoint: String,
+        var: String,
+        field: &'static str,
+    },
+}
+
+/// One endpoint: its config and its client.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The validated config.
+    pub config: EndpointConfig,
+    /// The S3 client.
+    pub client: aws_sdk_s3::Client,
+}
+
+/// All endpoints of the agent, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    stores: BTreeMap<String, Store>,
+}
+
+fn read_env(endpoint: &str, var: &str, field: &'static str) -> Result<String, StoreError> {
+    std::env::var(var).map_err(|_| StoreError::MissingEnv {
+        endpoint: endpoint.to_owned(),
+        var: var.to_owned(),
+        field,
+    })
+}
+
+impl Stores {
+    /// Builds a client for every endpoint.
+    pub async fn build(endpoints: &BTreeMap<String, EndpointConfig>) -> Result<Self, StoreError> {
+        let mut stores = BTreeMap::new();
+        for (name, config) in endpoints {
+            let client = build_client(config).await?;
+            stores.insert(
+                name.clone(),
+                Store {
+                    config: config.clone(),
+                    client,
+                },
+            );
+        }
+        Ok(Self { stores })
+    }
+
+    /// The store called `name`.
+    pub fn get(&self, name: &str) -> Option<&Store> {
+        self.stores.get(name)
+    }
+
+    /// Whether `name` is configured.
+    pub fn contains(&self, name: &str) -> bool {
+        self.stores.contains_key(name)
+    }
+}
+
+async fn build_client(cfg: &EndpointConfig) -> Result<aws_sdk_s3::Client, StoreError> {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
+    match &cfg.credentials {
+        CredentialSource::Env {
+            access_key_id_env,
+            secret_access_key_env,
+            session_token_env,
+        } => {
+            let id = read_env(&cfg.name, access_key_id_env, "access_key_id_env")?;
+            let secret = read_env(&cfg.name, secret_access_key_env, "secret_access_key_env")?;
+            let token = match session_token_env {
+                Some(var) => Some(read_env(&cfg.name, var, "session_token_env")?),
+                None => None,
+            };
+            loader = loader.credentials_provider(Credentials::new(id, secret, token, None, "s3rf"));
+        }
+        CredentialSource::Profile(profile) => loader = loader.profile_name(profile),
+        CredentialSource::DefaultChain => {}
+    }
+    let sdk = loader.load().await;
+    let (request, response) = match cfg.checksums {
+        ChecksumMode::WhenRequired => (
+            RequestChecksumCalculation::WhenRequired,
+            ResponseChecksumValidation::WhenRequired,
+        ),
+        ChecksumMode::WhenSupported => (
+            RequestChecksumCalculation::WhenSupported,
+            ResponseChecksumValidation::WhenSupported,
+        ),
+    };
+    let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(cfg.path_style)
+        .request_checksum_calculation(request)
+        .response_checksum_validation(response)
+        // The SDK retries quick transient failures; JetStream redelivery with
+        // backoff handles anything longer.
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(cfg.request_timeout)
+                .build(),
+        );
+    if let Some(url) = &cfg.url {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(aws_sdk_s3::Client::from_conf(builder.build()))
+}

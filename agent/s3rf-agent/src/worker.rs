@@ -1,0 +1,248 @@
+//! The pull loop: one per job kind. It takes a concurrency permit *before*
+//! pulling, so the agent never holds more jobs than it can start, and maps each
+//! job's result to ack, delayed nak or dead letter.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::config::{CopyConfig, NatsConfig};
+use crate::executor::Executor;
+use crate::jetstream::dead_letter_message;
+use crate::job::Job;
+use crate::names::{JobKind, Names};
+use crate::outcome::{Action, decide};
+
+/// How long one pull waits for jobs before asking again.
+const PULL_EXPIRY: Duration = Duration::from_secs(5);
+
+/// Shared by every worker of an agent.
+#[derive(Debug)]
+pub struct Shared {
+    /// JetStream context.
+    pub js: jetstream::Context,
+    /// Subject and stream names.
+    pub names: Names,
+    /// Executes jobs.
+    pub executor: Executor,
+    /// NATS settings (ack wait, max deliver).
+    pub nats: NatsConfig,
+    /// Copy settings (retry pacing).
+    pub copy: CopyConfig,
+    /// Cancelled to abort jobs in flight (grace period over).
+    pub abort: CancellationToken,
+    /// Tracks jobs in flight.
+    pub tracker: TaskTracker,
+    /// Milliseconds since `started` at which the agent last had work.
+    pub last_busy_ms: AtomicU64,
+    /// Reference point for `last_busy_ms`.
+    pub started: Instant,
+}
+
+impl Shared {
+    fn mark_busy(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_busy_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long the agent has had no job in flight; zero while it has one.
+    pub fn idle_for(&self) -> Duration {
+        if !self.tracker.is_empty() {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_busy_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// Pulls `kind` jobs from `consumer` until `stop` is cancelled.
+pub async fn pull_loop(
+    shared: Arc<Shared>,
+    kind: JobKind,
+    consumer: PullConsumer,
+    concurrency: usize,
+    stop: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    loop {
+        let first = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            () = stop.cancelled() => return,
+        };
+        let mut held = vec![first];
+        while held.len() < concurrency {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+        let batch = consumer
+            .fetch()
+            .max_messages(held.len())
+            .expires(PULL_EXPIRY)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(%kind, error = %e, "cannot pull jobs; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                m = batch.next() => m,
+                () = stop.cancelled() => return,
+            };
+            let msg = match next {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    // Missed heartbeats and similar arrive as errors; the
+                    // batch goes on or ends, the loop does not.
+                    debug!(%kind, error = %e, "pull error");
+                    continue;
+                }
+            };
+            let Some(permit) = held.pop() else {
+                // More messages than requested cannot happen; give it back.
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                continue;
+            };
+            shared.mark_busy();
+            let s = shared.clone();
+            shared.tracker.spawn(async move {
+                handle(&s, kind, msg).await;
+                s.mark_busy();
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn handle(shared: &Shared, kind: JobKind, msg: jetstream::Message) {
+    let (seq, delivered) = match msg.info() {
+        Ok(i) => (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1)),
+        Err(e) => {
+            warn!(%kind, error = %e, "message without JetStream metadata; ignoring it");
+            return;
+        }
+    };
+    let stores = shared.executor.stores();
+    let job = match Job::parse(kind, &msg.payload, |name| stores.contains(name)) {
+        Ok(job) => job,
+        Err(e) => {
+            let span = info_span!("job", job = seq, %kind, delivered);
+            dead_letter_message(
+                &shared.js,
+                &shared.names,
+                kind,
+                &msg,
+                seq,
+                delivered,
+                &e.to_string(),
+            )
+            .instrument(span)
+            .await;
+            return;
+        }
+    };
+    let dst = job.dst();
+    let span = match &job {
+        Job::Copy(c) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %dst.endpoint, bucket = %dst.bucket, key = %dst.key,
+            src_endpoint = %c.src.endpoint, src_bucket = %c.src.bucket, src_key = %c.src.key,
+            migration = c.migration.as_deref()),
+        Job::Delete(d) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %dst.endpoint, bucket = %dst.bucket, key = %dst.key,
+            migration = d.migration.as_deref()),
+    };
+    run_job(shared, kind, msg, job, seq, delivered)
+        .instrument(span)
+        .await;
+}
+
+async fn run_job(
+    shared: &Shared,
+    kind: JobKind,
+    msg: jetstream::Message,
+    job: Job,
+    seq: u64,
+    delivered: u64,
+) {
+    let msg = Arc::new(msg);
+    // Long copies must not be redelivered while they still run.
+    let progress = {
+        let msg = msg.clone();
+        let every = (shared.nats.ack_wait / 3).max(Duration::from_millis(200));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    debug!(error = %e, "progress ack failed");
+                }
+            }
+        })
+    };
+    let result = shared.executor.run(&job, &shared.abort).await;
+    progress.abort();
+    match result {
+        Ok(_) => {
+            if let Err(e) = msg.double_ack().await {
+                // The effect is durable; a redelivery finds it and skips.
+                warn!(error = %e, "ack not confirmed; the job may run again and will find the work done");
+            }
+        }
+        Err(e) => {
+            let action = decide(
+                e.disposition(),
+                delivered,
+                u64::from(shared.nats.max_deliver),
+                shared.copy.retry_base_delay,
+                shared.copy.retry_max_delay,
+            );
+            match action {
+                Action::Nak(delay) => {
+                    if delay.is_zero() {
+                        debug!(error = %e, "released");
+                    } else {
+                        warn!(error = %e, retry_in = ?delay, "attempt failed; will retry");
+                    }
+                    if let Err(ne) = msg.ack_with(AckKind::Nak(Some(delay))).await {
+                        debug!(error = %ne, "nak failed; ack_wait will redeliver");
+                    }
+                }
+                Action::DeadLetter => {
+                    let reason = if delivered >= u64::from(shared.nats.max_deliver)
+                        && e.disposition() == crate::outcome::Disposition::Retry
+                    {
+                        format!("{e} (gave up after {delivered} deliveries)")
+                    } else {
+                        e.to_string()
+                    };
+                    dead_letter_message(
+                        &shared.js,
+                        &shared.names,
+                        kind,
+                        &msg,
+                        seq,
+                        delivered,
+                        &reason,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Test environment: a fresh nats-server per test, the shared S3 servers, and
+//! the real `s3rf-agent` binary as a child process.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use aws_sdk_s3::primitives::ByteStream;
+use s3rf_testkit::{NatsServer, S3Kind, S3Server, shared_s3, unique_bucket};
+use tempfile::TempDir;
+
+pub const MIB: usize = 1024 * 1024;
+
+/// Agent settings a test may change.
+#[derive(Debug, Clone)]
+pub struct AgentOpts {
+    pub ack_wait_secs: u64,
+    pub max_deliver: u32,
+    pub part_size: &'static str,
+    pub multipart_threshold: &'static str,
+    pub server_side_multipart_threshold: &'static str,
+    pub part_concurrency: usize,
+    pub shutdown_grace_secs: u64,
+    pub retry_base_delay_ms: u64,
+}
+
+impl Default for AgentOpts {
+    fn default() -> Self {
+        Self {
+            ack_wait_secs: 10,
+            max_deliver: 3,
+            part_size: "5MiB",
+            multipart_threshold: "5MiB",
+            server_side_multipart_threshold: "5MiB",
+            part_concurrency: 4,
+            shutdown_grace_secs: 30,
+            retry_base_delay_ms: 100,
+        }
+    }
+}
+
+pub struct TestEnv {
+    pub nats: NatsServer,
+    pub dir: TempDir,
+    pub moto: &'static S3Server,
+    pub fs: &'static S3Server,
+    pub js: jetstream::Context,
+    /// A loopback port nothing listens on: the "store that is down".
+    pub down_port: u16,
+}
+
+pub struct Agent {
+    child: Option<Child>,
+    pub log_path: PathBuf,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let moto = shared_s3(S3Kind::Moto);
+        let fs = shared_s3(S3Kind::S3sFs);
+        let nats = NatsServer::start().expect("nats-server");
+        let client = nats.connect().await.expect("connect");
+        let js = jetstream::new(client.clone());
+        Self {
+            nats,
+            dir: tempfile::tempdir().expect("tempdir"),
+            moto,
+            fs,
+            js,
+            down_port: s3rf_testkit::free_port().expect("port"),
+        }
+    }
+
+    pub fn config_toml(&self, o: &AgentOpts) -> String {
+        format!(
+            r#"
+[nats]
+url = "{nats}"
+ack_wait_secs = {ack_wait}
+max_deliver = {max_deliver}
+
+# moto and moto2 are two endpoint names for one moto server: copies between
+# them take the cross-endpoint (streamed) path on the most complete S3 here.
+[endpoints.moto]
+url = "{moto}"
+path_style = true
+access_key_id_env = "T_MOTO_KEY"
+secret_access_key_env = "T_MOTO_SECRET"
+
+[endpoints.moto2]
+url = "{moto}"
+path_style = true
+access_key_id_env = "T_MOTO_KEY"
+secret_access_key_env = "T_MOTO_SECRET"
+
+[endpoints.fs]
+url = "{fs}"
+path_style = true
+access_key_id_env = "T_FS_KEY"
+secret_access_key_env = "T_FS_SECRET"
+
+[endpoints.down]
+url = "http://127.0.0.1:{down}"
+path_style = true
+access_key_id_env = "T_FS_KEY"
+secret_access_key_env = "T_FS_SECRET"
+request_timeout_secs = 5
+
+[copy]
+concurrency = 4
+part_concurrency = {pc}
+part_size = "{ps}"
+multipart_threshold = "{mt}"
+server_side_multipart_threshold = "{sst}"
+buffer_memory = "64MiB"
+shutdown_grace_secs = {grace}
+retry_base_delay_ms = {retry}
+retry_max_delay_secs = 2
+"#,
+            nats = self.nats.url(),
+            ack_wait = o.ack_wait_secs,
+            max_deliver = o.max_deliver,
+            moto = self.moto.url(),
+            fs = self.fs.url(),
+            down = self.down_port,
+            pc = o.part_concurrency,
+            ps = o.part_size,
+            mt = o.multipart_threshold,
+            sst = o.server_side_multipart_threshold,
+            grace = o.shutdown_grace_secs,
+            retry = o.retry_base_delay_ms,
+        )
+    }
+
+    pub fn write_config(&self, o: &AgentOpts) -> PathBuf {
+        let path = self.dir.path().join(format!(
+            "agent-{}.toml",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::write(&path, self.config_toml(o)).unwrap();
+        path
+    }
+
+    pub fn agent_command(&self, config: &PathBuf) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3rf-agent"));
+        cmd.arg("--config")
+            .arg(config)
+            .env("T_MOTO_KEY", &self.moto.access_key)
+            .env("T_MOTO_SECRET", &self.moto.secret_key)
+            .env("T_FS_KEY", &self.fs.access_key)
+            .env("T_FS_SECRET", &self.fs.secret_key)
+            .env(
+                "RUST_LOG",
+                std::env::var("S3RF_TEST_LOG")
+                    .unwrap_or_else(|_| "s3rf_agent=debug,info".to_owned()),
+            )
+            .env_remove("S3RF_CONFIG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts an agent and waits until its consumers exist.
+    pub async fn spawn_agent(&self, o: &AgentOpts) -> Agent {
+        let config = self.write_config(o);
+        let log_path = self.dir.path().join(format!(
+            "agent-{}.log",
+            config.file_stem().unwrap().to_string_lossy()
+        ));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = self
+            .agent_command(&config)
+            .arg("run")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn s3rf-agent");
+        let agent = Agent {
+            child: Some(child),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if agent.log().contains("agent ready") {
+                return agent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent not ready in 30s; log:\n{}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn publish(&self, subject: &str, payload: impl Into<String>) {
+        let payload: String = payload.into();
+        self.js
+            .publish(subject.to_owned(), payload.into_bytes().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("puback");
+    }
+
+    pub async fn publish_copy(&self, src: (&str, &str, &str), dst: (&str, &str, Option<&str>)) {
+        let mut job = serde_json::json!({
+            "src": {"endpoint": src.0, "bucket": src.1, "key": src.2},
+            "dst": {"endpoint": dst.0, "bucket": dst.1},
+        });
+        if let Some(k) = dst.2 {
+            job["dst"]["key"] = k.into();
+        }
+        self.publish("s3rf.copy", job.to_string()).await;
+    }
+
+    /// Waits until `n` dead letters exist and returns them in order.
+    pub async fn dead_letters(&self, n: u64) -> Vec<async_nats::jetstream::message::StreamMessage> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut stream = self.js.get_stream("S3RF_DEAD").await.expect("dead stream");
+        loop {
+            let info = stream.info().await.expect("info");
+            if info.state.messages >= n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} dead letters after 60s",
+                info.state.messages
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut out = Vec::new();
+        for seq in 1..=n {
+            out.push(stream.get_raw_message(seq).await.expect("dead letter"));
+        }
+        out
+    }
+
+    pub async fn dead_letter_count(&self) -> u64 {
+        let mut stream = self.js.get_stream("S3RF_DEAD").await.expect("dead stream");
+        stream.info().await.expect("info").state.messages
+    }
+
+    /// Waits until the job stream is empty (every job acked or terminated).
+    pub async fn wait_jobs_done(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut stream = self.js.get_stream("S3RF_JOBS").await.expect("jobs stream");
+        loop {
+            let info = stream.info().await.expect("info");
+            if info.state.messages == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} jobs still pending after 120s",
+                info.state.messages
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn jobs_in_stream(&self) -> u64 {
+        let mut stream = self.js.get_stream("S3RF_JOBS").await.expect("jobs stream");
+        stream.info().await.expect("info").state.messages
+    }
+}
+
+pub fn header<'a>(m: &'a async_nats::jetstream::message::StreamMessage, name: &str) -> &'a str {
+    m.headers
+        .get(name)
+        .map(|v| v.as_str())
+        .unwrap_or_else(|| panic!("dead letter lacks header {name}: {:?}", m.headers))
+}
+
+impl Agent {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Log lines (JSON) whose message is `msg`.
+    pub fn count_messages(&self, msg: &str) -> usize {
+        let needle = format!("\"message\":\"{msg}\"");
+        self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not exit in {timeout:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ----- S3 helpers ----------------------------------------------------------
+
+pub async fn make_bucket(s3: &aws_sdk_s3::Client, tag: &str) -> String {
+    let b = unique_bucket(tag);
+    s3.create_bucket()
+        .bucket(&b)
+        .send()
+        .await
+        .expect("create bucket");
+    b
+}
+
+pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
+}
+
+pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+pub async fn exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
+    s3.head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Uploads still in progress in `bucket` (moto only: s3s-fs cannot list them).
+pub async fn open_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    s3.list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list uploads")
+        .uploads()
+        .iter()
+        .map(|u| format!("{}:{}", u.key().unwrap_or(""), u.upload_id().unwrap_or("")))
+        .collect()
+}

@@ -1,0 +1,188 @@
+//! Agents that die, stop or take long: nothing is lost, nothing dangles.
+
+use std::time::{Duration, Instant};
+
+use s3rf_testkit::pattern_bytes;
+
+use crate::harness::*;
+
+const BIG: usize = 60 * MIB;
+
+async fn wait_for_upload(moto: &aws_sdk_s3::Client, bucket: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open_uploads(moto, bucket).await.is_empty() {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// SIGKILL in the middle of a multipart copy: a second agent gets the job by
+/// redelivery, aborts the orphaned upload and completes the object.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_agent_mid_multipart_is_completed_by_another() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "kill-src").await;
+    let dst = make_bucket(&moto, "kill-dst").await;
+    put(&moto, &src, "big", pattern_bytes(BIG, 42)).await;
+    let opts = AgentOpts {
+        ack_wait_secs: 2,
+        part_concurrency: 1,
+        ..AgentOpts::default()
+    };
+    let mut first = env.spawn_agent(&opts).await;
+    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
+        .await;
+    wait_for_upload(&moto, &dst).await;
+    first.signal(9);
+    first.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        !exists(&moto, &dst, "big").await,
+        "the copy finished before the kill; make it slower"
+    );
+
+    let second = env.spawn_agent(&opts).await;
+    env.wait_jobs_done().await;
+    assert!(
+        get(&moto, &dst, "big").await == pattern_bytes(BIG, 42),
+        "object not whole"
+    );
+    assert_eq!(open_uploads(&moto, &dst).await, Vec::<String>::new());
+    assert!(
+        second.log().contains("aborted a stale multipart upload"),
+        "{}",
+        second.log()
+    );
+    assert_eq!(env.dead_letter_count().await, 0);
+}
+
+/// SIGTERM lets the copy in flight finish within the grace period, then the
+/// agent exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_in_flight_copies_then_exits_zero() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "term-src").await;
+    let dst = make_bucket(&moto, "term-dst").await;
+    put(&moto, &src, "big", pattern_bytes(BIG, 5)).await;
+    let opts = AgentOpts {
+        part_concurrency: 1,
+        shutdown_grace_secs: 120,
+        ..AgentOpts::default()
+    };
+    let mut agent = env.spawn_agent(&opts).await;
+    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
+        .await;
+    wait_for_upload(&moto, &dst).await;
+    agent.signal(15);
+    let status = agent.wait_exit(Duration::from_secs(120)).await;
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert!(get(&moto, &dst, "big").await == pattern_bytes(BIG, 5));
+    assert_eq!(env.jobs_in_stream().await, 0, "job not acked before exit");
+}
+
+/// Past the grace period the copy is aborted: its upload is removed, the job
+/// goes back to the queue, and the agent still exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn grace_expiry_aborts_upload_and_returns_the_job() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "grace-src").await;
+    let dst = make_bucket(&moto, "grace-dst").await;
+    put(&moto, &src, "big", pattern_bytes(BIG, 6)).await;
+    let opts = AgentOpts {
+        part_concurrency: 1,
+        shutdown_grace_secs: 0,
+        ..AgentOpts::default()
+    };
+    let mut agent = env.spawn_agent(&opts).await;
+    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
+        .await;
+    wait_for_upload(&moto, &dst).await;
+    agent.signal(15);
+    let status = agent.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert!(!exists(&moto, &dst, "big").await);
+    assert_eq!(
+        open_uploads(&moto, &dst).await,
+        Vec::<String>::new(),
+        "upload left dangling"
+    );
+    assert_eq!(env.jobs_in_stream().await, 1, "the job must stay queued");
+    assert_eq!(env.dead_letter_count().await, 0);
+
+    // A new agent picks the job up at once (it was nak'd, not left to time out).
+    let _next = env.spawn_agent(&AgentOpts::default()).await;
+    env.wait_jobs_done().await;
+    assert!(get(&moto, &dst, "big").await == pattern_bytes(BIG, 6));
+}
+
+/// A copy that runs longer than ack_wait is kept alive by progress acks and is
+/// delivered only once.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_copy_sends_progress_and_is_not_redelivered() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "long-src").await;
+    let dst = make_bucket(&moto, "long-dst").await;
+    put(&moto, &src, "big", pattern_bytes(2 * BIG, 9)).await;
+    let opts = AgentOpts {
+        ack_wait_secs: 1,
+        part_concurrency: 1,
+        ..AgentOpts::default()
+    };
+    let agent = env.spawn_agent(&opts).await;
+    let started = Instant::now();
+    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
+        .await;
+    env.wait_jobs_done().await;
+    let took = started.elapsed();
+    assert!(
+        took > Duration::from_millis(1500),
+        "copy took only {took:?}; it must outlast ack_wait for this test to mean anything"
+    );
+    assert_eq!(
+        agent.count_messages("copy planned"),
+        1,
+        "redelivered:\n{}",
+        agent.log()
+    );
+    assert!(get(&moto, &dst, "big").await == pattern_bytes(2 * BIG, 9));
+}
+
+/// `config check` accepts a good file and names an unknown key in a bad one.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_reports_unknown_keys() {
+    let env = TestEnv::new().await;
+    let good = env.write_config(&AgentOpts::default());
+    let out = env
+        .agent_command(&good)
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    assert!(
+        stdout.contains("env(T_MOTO_KEY, T_MOTO_SECRET)"),
+        "{stdout}"
+    );
+
+    let bad = env.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[copy]\nconcurency = 3\n").unwrap();
+    let out = env
+        .agent_command(&bad)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unknown field `concurency`"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+}

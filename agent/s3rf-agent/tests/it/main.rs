@@ -1,0 +1,8 @@
+//! Integration tests: the real `s3rf-agent` binary against a real nats-server
+//! and real S3 servers (moto and s3s-fs), all on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod copy;
+mod failures;
+mod harness;
+mod lifecycle;
