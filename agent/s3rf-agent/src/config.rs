@@ -836,6 +836,15 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_is_valid() {
+        let text = include_str!("../../../systemd/agent.example.toml");
+        let cfg = Config::from_toml_with_env(text, Path::new("agent.example.toml"), [])
+            .expect("systemd/agent.example.toml must validate");
+        assert_eq!(cfg.endpoints.len(), 2);
+        assert_eq!(cfg.copy.buffer_memory, 256 * 1024 * 1024);
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let copy = validate_copy(RawCopy::default()).expect("defaults validate");
         assert_eq!(copy.part_size, 16 * 1024 * 1024);
