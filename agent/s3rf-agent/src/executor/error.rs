@@ -62,7 +62,7 @@ pub enum ExecError {
     },
     #[error("source {0} changed while it was being copied; the copy will be retried")]
     SourceChanged(Target),
-    #[error("{target}: read {got} bytes where {expected} were expected; the copy will be retried")]
+    #[error("{target}: got {got} bytes where {expected} were expected; the copy will be retried")]
     ShortRead {
         target: Target,
         expected: u64,

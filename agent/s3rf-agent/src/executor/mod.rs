@@ -15,7 +15,7 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
     ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective, TaggingDirective,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -411,18 +411,31 @@ impl Executor {
             }
             None => src.facts.size,
         };
-        let out = req.send().await.map_err(|e| classify("GetObject", &t, e))?;
-        let bytes = out
+        let mut out = req.send().await.map_err(|e| classify("GetObject", &t, e))?;
+        // One buffer of exactly the expected size: no reallocation and no
+        // second copy, so a part costs its own size in memory.
+        let capacity = usize::try_from(expected).unwrap_or(usize::MAX);
+        let mut buf = BytesMut::with_capacity(capacity);
+        while let Some(chunk) = out
             .body
-            .collect()
+            .try_next()
             .await
             .map_err(|e| ExecError::Transport {
                 op: "GetObject",
                 target: t.clone(),
                 detail: format!("reading the body failed: {e}"),
             })?
-            .into_bytes();
-        let got = bytes.len() as u64;
+        {
+            if (buf.len() + chunk.len()) as u64 > expected {
+                return Err(ExecError::ShortRead {
+                    target: t,
+                    expected,
+                    got: (buf.len() + chunk.len()) as u64,
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let got = buf.len() as u64;
         if got != expected {
             return Err(ExecError::ShortRead {
                 target: t,
@@ -430,7 +443,7 @@ impl Executor {
                 got,
             });
         }
-        Ok(bytes)
+        Ok(buf.freeze())
     }
 
     async fn put(&self, job: &CopyJob, src: &Source, plan: &CopyPlan) -> Result<(), ExecError> {

@@ -23,6 +23,7 @@ pub struct AgentOpts {
     pub part_concurrency: usize,
     pub shutdown_grace_secs: u64,
     pub retry_base_delay_ms: u64,
+    pub buffer_memory: &'static str,
 }
 
 impl Default for AgentOpts {
@@ -36,6 +37,7 @@ impl Default for AgentOpts {
             part_concurrency: 4,
             shutdown_grace_secs: 30,
             retry_base_delay_ms: 100,
+            buffer_memory: "64MiB",
         }
     }
 }
@@ -113,7 +115,7 @@ part_concurrency = {pc}
 part_size = "{ps}"
 multipart_threshold = "{mt}"
 server_side_multipart_threshold = "{sst}"
-buffer_memory = "64MiB"
+buffer_memory = "{bm}"
 shutdown_grace_secs = {grace}
 retry_base_delay_ms = {retry}
 retry_max_delay_secs = 2
@@ -130,6 +132,7 @@ retry_max_delay_secs = 2
             sst = o.server_side_multipart_threshold,
             grace = o.shutdown_grace_secs,
             retry = o.retry_base_delay_ms,
+            bm = o.buffer_memory,
         )
     }
 
@@ -285,6 +288,16 @@ impl Agent {
     pub fn count_messages(&self, msg: &str) -> usize {
         let needle = format!("\"message\":\"{msg}\"");
         self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// VmHWM of the agent process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
     }
 
     pub fn pid(&self) -> i32 {

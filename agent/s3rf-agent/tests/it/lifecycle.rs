@@ -186,3 +186,78 @@ async fn config_check_reports_unknown_keys() {
     assert!(stderr.contains("unknown field `concurency`"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
 }
+
+/// A second signal ends the agent at once, without waiting for the grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn second_signal_exits_at_once() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "sig2-src").await;
+    let dst = make_bucket(&moto, "sig2-dst").await;
+    put(&moto, &src, "big", pattern_bytes(BIG, 11)).await;
+    let opts = AgentOpts {
+        part_concurrency: 1,
+        shutdown_grace_secs: 600,
+        ..AgentOpts::default()
+    };
+    let mut agent = env.spawn_agent(&opts).await;
+    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
+        .await;
+    wait_for_upload(&moto, &dst).await;
+    agent.signal(15);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    agent.signal(2);
+    let status = agent.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(130), "{}", agent.log());
+}
+
+/// `--exit-when-idle` ends an agent with no work, with exit code 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_when_idle_stops_an_idle_agent() {
+    let env = TestEnv::new().await;
+    let config = env.write_config(&AgentOpts::default());
+    let started = Instant::now();
+    let out = env
+        .agent_command(&config)
+        .args(["run", "--exit-when-idle", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exit-when-idle"));
+}
+
+/// Object bytes in memory stay within `buffer_memory`: a 60 MiB streamed copy
+/// with a 16 MiB budget keeps the agent's peak RSS near budget + constant.
+#[tokio::test(flavor = "multi_thread")]
+async fn peak_memory_stays_within_the_buffer_bound() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "mem-src").await;
+    let dst = make_bucket(&moto, "mem-dst").await;
+    put(&moto, &src, "big", pattern_bytes(BIG, 12)).await;
+    let mut opts = AgentOpts {
+        part_concurrency: 8,
+        ..AgentOpts::default()
+    };
+    opts.buffer_memory = "16MiB";
+    let agent = env.spawn_agent(&opts).await;
+    let idle_hwm = agent.peak_rss_kib();
+    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
+        .await;
+    env.wait_jobs_done().await;
+    assert!(get(&moto, &dst, "big").await == pattern_bytes(BIG, 12));
+    let hwm = agent.peak_rss_kib();
+    let growth_mib = (hwm.saturating_sub(idle_hwm)) / 1024;
+    eprintln!("idle peak {idle_hwm} KiB, after copy {hwm} KiB, growth {growth_mib} MiB");
+    // 16 MiB of parts plus HTTP and SDK buffers; far below the 60 MiB object.
+    assert!(
+        growth_mib < 28,
+        "peak RSS grew {growth_mib} MiB (idle {idle_hwm} KiB, peak {hwm} KiB)"
+    );
+}
