@@ -11,6 +11,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::executor::Executor;
 use crate::jetstream::{self as js_setup, QueueError};
+use crate::ledger::Ledger;
 use crate::names::{JobKind, Names};
 use crate::shutdown::{self, Shutdown};
 use crate::store::{StoreError, Stores};
@@ -50,12 +51,15 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
             js_setup::ensure_consumer(&js, &names, kind, &config.nats).await?,
         ));
     }
+    let ledger = Ledger::open(&js, &names, config.nats.replicas).await?;
     let shared = Arc::new(Shared {
         js: js.clone(),
         names: names.clone(),
         executor: Executor::new(stores, config.copy.clone()),
         nats: config.nats.clone(),
         copy: config.copy.clone(),
+        migrate: config.migrate.clone(),
+        ledger: ledger.clone(),
         abort: shutdown.abort.clone(),
         tracker: TaskTracker::new(),
         last_busy_ms: AtomicU64::new(0),
@@ -74,13 +78,22 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
         names.clone(),
         shutdown.stop.clone(),
     ));
+    let tally = tokio::spawn(tally_loop(
+        ledger,
+        config.migrate.tally_interval,
+        shutdown.stop.clone(),
+    ));
     let mut loops = Vec::new();
     for (kind, consumer) in consumers {
+        let concurrency = match kind {
+            JobKind::Copy | JobKind::Delete => config.copy.concurrency,
+            JobKind::Migrate | JobKind::Bucket | JobKind::List => config.migrate.list_concurrency,
+        };
         loops.push(tokio::spawn(pull_loop(
             shared.clone(),
             kind,
             consumer,
-            config.copy.concurrency,
+            concurrency,
             shutdown.stop.clone(),
         )));
     }
@@ -107,10 +120,56 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
         let _ = l.await;
     }
     let _ = advisories.await;
+    let _ = tally.await;
     shared.tracker.close();
     shared.tracker.wait().await;
     // Acks and naks are fire-and-forget publishes; make sure they left.
     let _ = client.flush().await;
     info!("agent stopped");
     Ok(())
+}
+
+/// Folds ledger events into the tallies of unfinished migrations, and says so
+/// when one completes. Every agent does this; compare-and-swap keeps it exact.
+async fn tally_loop(ledger: Ledger, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    let mut finished: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let Ok(ids) = ledger.migrations().await else {
+            continue;
+        };
+        for id in ids {
+            if finished.contains(&id) {
+                continue;
+            }
+            match ledger.tally(&id).await {
+                Ok(t) if t.complete() => {
+                    finished.insert(id);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+            match ledger.fold(&id).await {
+                Ok(t) if t.complete() => {
+                    info!(
+                        migration = %id,
+                        listed = t.listed,
+                        copied = t.copied,
+                        skipped = t.skipped,
+                        dead_lettered = t.dead_lettered,
+                        deleted = t.deleted,
+                        "migration complete"
+                    );
+                    finished.insert(id);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(migration = %id, error = %e, "tally fold failed"),
+            }
+        }
+    }
 }

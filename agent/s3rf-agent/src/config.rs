@@ -69,9 +69,58 @@ pub struct RawConfig {
     /// Copy tuning.
     #[serde(default)]
     pub copy: RawCopy,
+    /// Migration tuning.
+    #[serde(default)]
+    pub migrate: RawMigrate,
     /// Logging.
     #[serde(default)]
     pub log: RawLog,
+}
+
+/// `[migrate]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigrate {
+    /// Listing, bucket and migrate jobs run at once by this agent.
+    #[serde(default = "default_list_concurrency")]
+    pub list_concurrency: usize,
+    /// Keys per listing page (at most 1000, S3's limit).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// How often this agent folds ledger events into migration tallies.
+    #[serde(default = "default_tally_interval_ms")]
+    pub tally_interval_ms: u64,
+}
+
+impl Default for RawMigrate {
+    fn default() -> Self {
+        Self {
+            list_concurrency: default_list_concurrency(),
+            page_size: default_page_size(),
+            tally_interval_ms: default_tally_interval_ms(),
+        }
+    }
+}
+
+const fn default_list_concurrency() -> usize {
+    4
+}
+const fn default_page_size() -> u32 {
+    1000
+}
+const fn default_tally_interval_ms() -> u64 {
+    1000
+}
+
+/// Validated `[migrate]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateConfig {
+    /// Control jobs at once.
+    pub list_concurrency: usize,
+    /// Keys per page.
+    pub page_size: i32,
+    /// Tally fold interval.
+    pub tally_interval: Duration,
 }
 
 /// `[nats]`
@@ -329,6 +378,8 @@ pub struct Config {
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Copy tuning.
     pub copy: CopyConfig,
+    /// Migration tuning.
+    pub migrate: MigrateConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -518,6 +569,18 @@ impl RawConfig {
             endpoints.insert(name, ep);
         }
         let copy = validate_copy(self.copy)?;
+        let m = self.migrate;
+        if m.list_concurrency == 0 {
+            return Err(invalid("migrate.list_concurrency", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&m.page_size) {
+            return Err(invalid("migrate.page_size", "must be between 1 and 1000"));
+        }
+        let migrate = MigrateConfig {
+            list_concurrency: m.list_concurrency,
+            page_size: i32::try_from(m.page_size).unwrap_or(1000),
+            tally_interval: Duration::from_millis(m.tally_interval_ms.max(100)),
+        };
         let log = LogConfig {
             format: self.log.format,
             level: self.log.level.unwrap_or_else(|| "info".to_owned()),
@@ -526,6 +589,7 @@ impl RawConfig {
             nats,
             endpoints,
             copy,
+            migrate,
             log,
         })
     }

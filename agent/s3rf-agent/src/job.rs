@@ -54,6 +54,8 @@ pub struct CopyJob {
     pub dst: ObjectRef,
     /// Migration id.
     pub migration: Option<String>,
+    /// Compare only.
+    pub dry_run: bool,
 }
 
 /// A validated delete job.
@@ -61,10 +63,40 @@ pub struct CopyJob {
 pub struct DeleteJob {
     /// Object to delete.
     pub dst: ObjectRef,
+    /// The source object, when known.
+    pub src: Option<ObjectRef>,
     /// Event sequencer, when the delete came from an S3 event.
     pub sequencer: Option<String>,
     /// Migration id.
     pub migration: Option<String>,
+    /// Delete only if `src` is gone.
+    pub if_source_absent: bool,
+    /// Decide only.
+    pub dry_run: bool,
+}
+
+/// A validated migrate job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateJob {
+    /// The wire form, checked: endpoints exist, id (if any) and patterns valid.
+    pub spec: s3rf_wire::MigrateJob,
+}
+
+/// A validated bucket or listing scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope(pub s3rf_wire::MigrationScope);
+
+/// A validated listing job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListJob {
+    /// Bucket pair and settings.
+    pub scope: Scope,
+    /// Which side.
+    pub side: crate::migration::Side,
+    /// Page number.
+    pub page: u64,
+    /// Continuation token of this page.
+    pub continuation_token: Option<String>,
 }
 
 /// Any job an agent executes.
@@ -74,6 +106,12 @@ pub enum Job {
     Copy(CopyJob),
     /// Delete.
     Delete(DeleteJob),
+    /// Start a migration.
+    Migrate(MigrateJob),
+    /// Settle one destination bucket.
+    Bucket(Scope),
+    /// List one page.
+    List(ListJob),
 }
 
 impl Job {
@@ -99,30 +137,76 @@ impl Job {
                     src: check.object(w.src.endpoint, w.src.bucket, w.src.key, "src")?,
                     src_version: check.optional("src.version_id", w.src.version_id)?,
                     dst: check.object(w.dst.endpoint, w.dst.bucket, dst_key, "dst")?,
-                    migration: check.optional("migration", w.migration)?,
+                    migration: check.migration(w.migration)?,
+                    dry_run: w.dry_run,
                 };
                 Ok(Job::Copy(job))
             }
             JobKind::Delete => {
                 let w: s3rf_wire::DeleteJob = serde_json::from_slice(payload).map_err(malformed)?;
-                if let Some(src) = &w.src {
-                    check.endpoint(&src.endpoint)?;
+                let src = match w.src {
+                    Some(s) => Some(check.object(s.endpoint, s.bucket, s.key, "src")?),
+                    None => None,
+                };
+                if w.if_source_absent && src.is_none() {
+                    return Err(check.invalid("if_source_absent", "needs src to compare against"));
                 }
                 let job = DeleteJob {
                     dst: check.object(w.dst.endpoint, w.dst.bucket, w.dst.key, "dst")?,
+                    src,
                     sequencer: check.optional("sequencer", w.sequencer)?,
-                    migration: check.optional("migration", w.migration)?,
+                    migration: check.migration(w.migration)?,
+                    if_source_absent: w.if_source_absent,
+                    dry_run: w.dry_run,
                 };
                 Ok(Job::Delete(job))
+            }
+            JobKind::Migrate => {
+                let w: s3rf_wire::MigrateJob =
+                    serde_json::from_slice(payload).map_err(malformed)?;
+                check.endpoint(&w.src)?;
+                check.endpoint(&w.dst)?;
+                if let Some(id) = &w.id {
+                    crate::migration::validate_id(id)
+                        .map_err(|e| check.invalid("id", e.to_string()))?;
+                }
+                crate::migration::select_buckets(&[], Some(&[]), &w.exclude_buckets, &w.bucket_map)
+                    .map_err(|e| check.invalid("exclude_buckets", e.to_string()))?;
+                if let Some(buckets) = &w.buckets {
+                    for b in buckets {
+                        check.bucket(b, "buckets")?;
+                    }
+                }
+                Ok(Job::Migrate(MigrateJob { spec: w }))
+            }
+            JobKind::Bucket => {
+                let w: s3rf_wire::BucketJob = serde_json::from_slice(payload).map_err(malformed)?;
+                Ok(Job::Bucket(check.scope(w)?))
+            }
+            JobKind::List => {
+                let w: s3rf_wire::ListJob = serde_json::from_slice(payload).map_err(malformed)?;
+                let side = match w.side {
+                    s3rf_wire::ListSide::Source => crate::migration::Side::Source,
+                    s3rf_wire::ListSide::Destination => crate::migration::Side::Destination,
+                };
+                Ok(Job::List(ListJob {
+                    scope: check.scope(w.scope)?,
+                    side,
+                    page: w.page,
+                    continuation_token: w.continuation_token,
+                }))
             }
         }
     }
 
-    /// The object a log line about this job is mainly about.
-    pub fn dst(&self) -> &ObjectRef {
+    /// The migration this job belongs to.
+    pub fn migration(&self) -> Option<&str> {
         match self {
-            Job::Copy(c) => &c.dst,
-            Job::Delete(d) => &d.dst,
+            Job::Copy(c) => c.migration.as_deref(),
+            Job::Delete(d) => d.migration.as_deref(),
+            Job::Migrate(m) => m.spec.id.as_deref(),
+            Job::Bucket(s) => Some(&s.0.migration),
+            Job::List(l) => Some(&l.scope.0.migration),
         }
     }
 }
@@ -151,6 +235,34 @@ impl<F: Fn(&str) -> bool> Checker<'_, F> {
         }
     }
 
+    fn bucket(&self, bucket: &str, field: &'static str) -> Result<(), JobError> {
+        if bucket.is_empty() || bucket.len() > 255 || bucket.contains('/') {
+            return Err(self.invalid(
+                field,
+                format!("{bucket:?} is not a bucket name (1-255 characters, no '/')"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn migration(&self, id: Option<String>) -> Result<Option<String>, JobError> {
+        if let Some(id) = &id {
+            crate::migration::validate_id(id)
+                .map_err(|e| self.invalid("migration", e.to_string()))?;
+        }
+        Ok(id)
+    }
+
+    fn scope(&self, w: s3rf_wire::MigrationScope) -> Result<Scope, JobError> {
+        self.endpoint(&w.src)?;
+        self.endpoint(&w.dst)?;
+        crate::migration::validate_id(&w.migration)
+            .map_err(|e| self.invalid("migration", e.to_string()))?;
+        self.bucket(&w.bucket, "bucket")?;
+        self.bucket(&w.dst_bucket, "dst_bucket")?;
+        Ok(Scope(w))
+    }
+
     fn object(
         &self,
         endpoint: String,
@@ -163,12 +275,7 @@ impl<F: Fn(&str) -> bool> Checker<'_, F> {
             "src" => ("src.bucket", "src.key"),
             _ => ("dst.bucket", "dst.key"),
         };
-        if bucket.is_empty() || bucket.len() > 255 || bucket.contains('/') {
-            return Err(self.invalid(
-                bucket_field,
-                format!("{bucket:?} is not a bucket name (1-255 characters, no '/')"),
-            ));
-        }
+        self.bucket(&bucket, bucket_field)?;
         if key.is_empty() {
             return Err(self.invalid(key_field, "must not be empty"));
         }
@@ -272,6 +379,50 @@ mod tests {
             d,
             r#"{"dst":{"endpoint":"q","bucket":"x","key":"k"}}"#,
             Err("unknown endpoint q"),
+        );
+        check(
+            d,
+            r#"{"dst":{"endpoint":"b","bucket":"x","key":"k"},"if_source_absent":true}"#,
+            Err("needs src"),
+        );
+    }
+
+    #[test]
+    fn migration_jobs() {
+        check(
+            JobKind::Migrate,
+            r#"{"src":"a","dst":"b"}"#,
+            Ok("src: \"a\""),
+        );
+        check(
+            JobKind::Migrate,
+            r#"{"src":"a","dst":"z"}"#,
+            Err("unknown endpoint z"),
+        );
+        check(
+            JobKind::Migrate,
+            r#"{"id":"m 1","src":"a","dst":"b"}"#,
+            Err("invalid id"),
+        );
+        check(
+            JobKind::Migrate,
+            r#"{"src":"a","dst":"b","exclude_buckets":["[x"]}"#,
+            Err("invalid exclude_buckets"),
+        );
+        check(
+            JobKind::Bucket,
+            r#"{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y"}"#,
+            Ok("dst_bucket: \"y\""),
+        );
+        check(
+            JobKind::List,
+            r#"{"scope":{"migration":"m1","src":"a","dst":"c","bucket":"x","dst_bucket":"y"}}"#,
+            Err("unknown endpoint c"),
+        );
+        check(
+            JobKind::Copy,
+            r#"{"src":{"endpoint":"a","bucket":"p","key":"k"},"dst":{"endpoint":"b","bucket":"q"},"migration":"bad id"}"#,
+            Err("invalid migration"),
         );
     }
 }

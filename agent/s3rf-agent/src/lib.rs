@@ -11,9 +11,12 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod executor;
 pub mod jetstream;
 pub mod job;
+pub mod ledger;
+pub mod migration;
 pub mod names;
 pub mod outcome;
 pub mod plan;

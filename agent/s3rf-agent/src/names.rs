@@ -28,17 +28,32 @@ pub enum JobKind {
     Copy,
     /// Delete one object.
     Delete,
+    /// Start a migration: select buckets, publish bucket jobs.
+    Migrate,
+    /// Create one destination bucket, then start its listing.
+    Bucket,
+    /// List one page of a bucket and publish its object jobs.
+    List,
 }
 
 impl JobKind {
     /// Every kind, in the order consumers are set up.
-    pub const ALL: [JobKind; 2] = [JobKind::Copy, JobKind::Delete];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::Copy,
+        JobKind::Delete,
+        JobKind::Migrate,
+        JobKind::Bucket,
+        JobKind::List,
+    ];
 
     /// The subject token after the prefix.
     pub const fn token(self) -> &'static str {
         match self {
             JobKind::Copy => "copy",
             JobKind::Delete => "delete",
+            JobKind::Migrate => "migrate",
+            JobKind::Bucket => "bucket",
+            JobKind::List => "list",
         }
     }
 }
@@ -86,6 +101,36 @@ impl Names {
     /// The Limits stream holding dead letters: `S3RF_DEAD`.
     pub fn dead_stream(&self) -> String {
         format!("{}_DEAD", self.prefix.to_uppercase())
+    }
+
+    /// The Limits stream recording migration events exactly once: `S3RF_LEDGER`.
+    pub fn ledger_stream(&self) -> String {
+        format!("{}_LEDGER", self.prefix.to_uppercase())
+    }
+
+    /// Every ledger subject: `s3rf.ledger.>`.
+    pub fn ledger_subjects(&self) -> String {
+        format!("{}.ledger.>", self.prefix)
+    }
+
+    /// Ledger subject of one event: `s3rf.ledger.<migration>.<entity>.<event>`.
+    pub fn ledger_subject(&self, migration: &str, entity: &str, event: &str) -> String {
+        format!("{}.ledger.{migration}.{entity}.{event}", self.prefix)
+    }
+
+    /// All events of one entity, for the exactly-once check.
+    pub fn ledger_entity(&self, migration: &str, entity: &str) -> String {
+        format!("{}.ledger.{migration}.{entity}.*", self.prefix)
+    }
+
+    /// All events of one migration.
+    pub fn ledger_migration(&self, migration: &str) -> String {
+        format!("{}.ledger.{migration}.>", self.prefix)
+    }
+
+    /// The KV bucket holding migration specs and tallies: `s3rf-migrations`.
+    pub fn migrations_kv(&self) -> String {
+        format!("{}-migrations", self.prefix)
     }
 
     /// Durable consumer for `kind`: `s3rf-copy`.

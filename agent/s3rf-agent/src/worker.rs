@@ -13,12 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::config::{CopyConfig, NatsConfig};
-use crate::executor::Executor;
+use crate::config::{CopyConfig, MigrateConfig, NatsConfig};
+use crate::control::{Control, ControlError};
+use crate::executor::{Executor, Outcome};
 use crate::jetstream::dead_letter_message;
 use crate::job::Job;
+use crate::ledger::Ledger;
+use crate::migration::{self, LedgerEvent, ObjectOutcome, Side};
 use crate::names::{JobKind, Names};
-use crate::outcome::{Action, decide};
+use crate::outcome::{Action, Disposition, decide};
 
 /// How long one pull waits for jobs before asking again.
 const PULL_EXPIRY: Duration = Duration::from_secs(5);
@@ -36,6 +39,10 @@ pub struct Shared {
     pub nats: NatsConfig,
     /// Copy settings (retry pacing).
     pub copy: CopyConfig,
+    /// Migration settings.
+    pub migrate: MigrateConfig,
+    /// Migration ledger.
+    pub ledger: Ledger,
     /// Cancelled to abort jobs in flight (grace period over).
     pub abort: CancellationToken,
     /// Tracks jobs in flight.
@@ -131,8 +138,12 @@ pub async fn pull_loop(
 }
 
 async fn handle(shared: &Shared, kind: JobKind, msg: jetstream::Message) {
-    let (seq, delivered) = match msg.info() {
-        Ok(i) => (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1)),
+    let (seq, delivered, published) = match msg.info() {
+        Ok(i) => (
+            i.stream_sequence,
+            u64::try_from(i.delivered).unwrap_or(1),
+            i.published,
+        ),
         Err(e) => {
             warn!(%kind, error = %e, "message without JetStream metadata; ignoring it");
             return;
@@ -157,19 +168,129 @@ async fn handle(shared: &Shared, kind: JobKind, msg: jetstream::Message) {
             return;
         }
     };
-    let dst = job.dst();
     let span = match &job {
         Job::Copy(c) => info_span!("job", job = seq, %kind, delivered,
-            endpoint = %dst.endpoint, bucket = %dst.bucket, key = %dst.key,
+            endpoint = %c.dst.endpoint, bucket = %c.dst.bucket, key = %c.dst.key,
             src_endpoint = %c.src.endpoint, src_bucket = %c.src.bucket, src_key = %c.src.key,
             migration = c.migration.as_deref()),
         Job::Delete(d) => info_span!("job", job = seq, %kind, delivered,
-            endpoint = %dst.endpoint, bucket = %dst.bucket, key = %dst.key,
+            endpoint = %d.dst.endpoint, bucket = %d.dst.bucket, key = %d.dst.key,
             migration = d.migration.as_deref()),
+        Job::Migrate(m) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %m.spec.src, dst_endpoint = %m.spec.dst, migration = m.spec.id.as_deref()),
+        Job::Bucket(b) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %b.0.dst, bucket = %b.0.dst_bucket, migration = %b.0.migration),
+        Job::List(l) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %l.scope.0.src, bucket = %l.scope.0.bucket, page = l.page,
+            migration = %l.scope.0.migration),
     };
-    run_job(shared, kind, msg, job, seq, delivered)
+    // Ids of migrations published without one derive from the message, so a
+    // redelivered migrate job keeps its id.
+    let default_id = {
+        let date = published.date();
+        let time = published.time();
+        format!(
+            "m-{:04}{:02}{:02}-{:02}{:02}{:02}-{seq}",
+            date.year(),
+            u8::from(date.month()),
+            date.day(),
+            time.hour(),
+            time.minute(),
+            time.second()
+        )
+    };
+    run_job(shared, kind, msg, job, seq, delivered, &default_id)
         .instrument(span)
         .await;
+}
+
+/// A job's failure, whichever layer it came from.
+enum Failure {
+    Exec(crate::executor::ExecError),
+    Control(ControlError),
+    Ledger(crate::jetstream::QueueError),
+}
+
+impl Failure {
+    fn disposition(&self) -> Disposition {
+        match self {
+            Failure::Exec(e) => e.disposition(),
+            Failure::Control(e) => e.disposition(),
+            Failure::Ledger(_) => Disposition::Retry,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Exec(e) => e.fmt(f),
+            Failure::Control(e) => e.fmt(f),
+            Failure::Ledger(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The ledger entity and outcome of an object job's result, if it belongs to a migration.
+fn object_record(job: &Job, outcome: Option<&Outcome>) -> Option<(String, String, LedgerEvent)> {
+    let (migration, entity, failed) = match job {
+        Job::Copy(c) => (
+            c.migration.clone()?,
+            migration::object_entity(&c.src.bucket, Side::Source, &c.src.key),
+            ObjectOutcome::CopyFailed,
+        ),
+        Job::Delete(d) => (
+            d.migration.clone()?,
+            migration::object_entity(
+                d.src.as_ref().map_or(&d.dst.bucket, |s| &s.bucket),
+                Side::Destination,
+                &d.dst.key,
+            ),
+            ObjectOutcome::DeleteFailed,
+        ),
+        _ => return None,
+    };
+    let (outcome, bytes) = match outcome {
+        None => (failed, 0),
+        Some(Outcome::Copied { bytes, .. }) => (ObjectOutcome::Copied, *bytes),
+        Some(Outcome::Skipped { bytes, .. }) => (ObjectOutcome::Skipped, *bytes),
+        Some(Outcome::WouldCopy { bytes }) => (ObjectOutcome::WouldCopy, *bytes),
+        Some(Outcome::Deleted) => (ObjectOutcome::Deleted, 0),
+        Some(Outcome::Kept) => (ObjectOutcome::Kept, 0),
+        Some(Outcome::WouldDelete) => (ObjectOutcome::WouldDelete, 0),
+    };
+    Some((migration, entity, LedgerEvent::Object { outcome, bytes }))
+}
+
+async fn execute(shared: &Shared, job: &Job, default_id: &str) -> Result<Option<Outcome>, Failure> {
+    let control = Control {
+        js: &shared.js,
+        names: &shared.names,
+        ledger: &shared.ledger,
+        executor: &shared.executor,
+        page_size: shared.migrate.page_size,
+    };
+    let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
+    match job {
+        Job::Copy(_) | Job::Delete(_) => {
+            let outcome = shared
+                .executor
+                .run(job, &shared.abort)
+                .await
+                .map_err(Failure::Exec)?;
+            if let Some((m, entity, event)) = object_record(job, Some(&outcome)) {
+                shared
+                    .ledger
+                    .record(&m, &entity, &event)
+                    .await
+                    .map_err(Failure::Ledger)?;
+            }
+            Ok(Some(outcome))
+        }
+        Job::Migrate(m) => cancelled(control.migrate(m, default_id).await),
+        Job::Bucket(b) => cancelled(control.bucket(b).await),
+        Job::List(l) => cancelled(control.list(l).await),
+    }
 }
 
 async fn run_job(
@@ -179,9 +300,10 @@ async fn run_job(
     job: Job,
     seq: u64,
     delivered: u64,
+    default_id: &str,
 ) {
     let msg = Arc::new(msg);
-    // Long copies must not be redelivered while they still run.
+    // Long jobs must not be redelivered while they still run.
     let progress = {
         let msg = msg.clone();
         let every = (shared.nats.ack_wait / 3).max(Duration::from_millis(200));
@@ -195,54 +317,63 @@ async fn run_job(
             }
         })
     };
-    let result = shared.executor.run(&job, &shared.abort).await;
+    let result = execute(shared, &job, default_id).await;
     progress.abort();
-    match result {
+    let e = match result {
         Ok(_) => {
             if let Err(e) = msg.double_ack().await {
                 // The effect is durable; a redelivery finds it and skips.
                 warn!(error = %e, "ack not confirmed; the job may run again and will find the work done");
             }
+            return;
         }
-        Err(e) => {
-            let action = decide(
-                e.disposition(),
-                delivered,
-                u64::from(shared.nats.max_deliver),
-                shared.copy.retry_base_delay,
-                shared.copy.retry_max_delay,
-            );
-            match action {
-                Action::Nak(delay) => {
-                    if delay.is_zero() {
-                        debug!(error = %e, "released");
-                    } else {
-                        warn!(error = %e, retry_in = ?delay, "attempt failed; will retry");
-                    }
-                    if let Err(ne) = msg.ack_with(AckKind::Nak(Some(delay))).await {
-                        debug!(error = %ne, "nak failed; ack_wait will redeliver");
-                    }
-                }
-                Action::DeadLetter => {
-                    let reason = if delivered >= u64::from(shared.nats.max_deliver)
-                        && e.disposition() == crate::outcome::Disposition::Retry
-                    {
-                        format!("{e} (gave up after {delivered} deliveries)")
-                    } else {
-                        e.to_string()
-                    };
-                    dead_letter_message(
-                        &shared.js,
-                        &shared.names,
-                        kind,
-                        &msg,
-                        seq,
-                        delivered,
-                        &reason,
-                    )
-                    .await;
-                }
+        Err(e) => e,
+    };
+    let action = decide(
+        e.disposition(),
+        delivered,
+        u64::from(shared.nats.max_deliver),
+        shared.copy.retry_base_delay,
+        shared.copy.retry_max_delay,
+    );
+    match action {
+        Action::Nak(delay) => {
+            if delay.is_zero() {
+                debug!(error = %e, "released");
+            } else {
+                warn!(error = %e, retry_in = ?delay, "attempt failed; will retry");
             }
+            if let Err(ne) = msg.ack_with(AckKind::Nak(Some(delay))).await {
+                debug!(error = %ne, "nak failed; ack_wait will redeliver");
+            }
+        }
+        Action::DeadLetter => {
+            let reason = if delivered >= u64::from(shared.nats.max_deliver)
+                && e.disposition() == Disposition::Retry
+            {
+                format!("{e} (gave up after {delivered} deliveries)")
+            } else {
+                e.to_string()
+            };
+            if let Some((m, entity, event)) = object_record(&job, None)
+                && let Err(le) = shared.ledger.record(&m, &entity, &event).await
+            {
+                warn!(error = %le, "cannot record the failure in the migration ledger; retrying the job");
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
+                return;
+            }
+            dead_letter_message(
+                &shared.js,
+                &shared.names,
+                kind,
+                &msg,
+                seq,
+                delivered,
+                &reason,
+            )
+            .await;
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct CopyJob {
     /// Migration this job belongs to, if any; carried into logs and dead letters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<String>,
+    /// Plan and compare only; change nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
 }
 
 /// Subject `<prefix>.delete`: delete one object at the destination.
@@ -78,6 +81,104 @@ pub struct DeleteJob {
     /// Migration this job belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<String>,
+    /// Delete only if `src` no longer exists (mirror mode).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub if_source_absent: bool,
+    /// Decide only; delete nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Subject `<prefix>.migrate`: migrate buckets from one endpoint to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateJob {
+    /// Migration id; generated when absent. Letters, digits, `-` and `_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Source endpoint name.
+    pub src: String,
+    /// Destination endpoint name.
+    pub dst: String,
+    /// Buckets to migrate; all buckets of `src` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<String>>,
+    /// Glob patterns (`*`, `?`) of buckets to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_buckets: Vec<String>,
+    /// Only keys starting with this prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Destination bucket names by source bucket name; default: the same name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bucket_map: std::collections::BTreeMap<String, String>,
+    /// Delete destination objects that no longer exist at the source.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delete_extraneous: bool,
+    /// Count what would happen; change nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+}
+
+/// What a migration's bucket and listing jobs carry along, so that every job
+/// is self-contained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationScope {
+    /// Migration id.
+    pub migration: String,
+    /// Source endpoint name.
+    pub src: String,
+    /// Destination endpoint name.
+    pub dst: String,
+    /// Source bucket.
+    pub bucket: String,
+    /// Destination bucket.
+    pub dst_bucket: String,
+    /// Key prefix filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Mirror mode.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delete_extraneous: bool,
+    /// Dry run.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+}
+
+/// Subject `<prefix>.bucket`: create one destination bucket, then start its listing.
+pub type BucketJob = MigrationScope;
+
+/// Which side a listing job lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSide {
+    /// The source bucket: objects to copy.
+    #[default]
+    Source,
+    /// The destination bucket: candidates for mirror-mode deletion.
+    Destination,
+}
+
+/// Subject `<prefix>.list`: list one page of a bucket and publish its jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListJob {
+    /// The bucket pair and migration settings.
+    pub scope: MigrationScope,
+    /// Which bucket of the pair to list.
+    #[serde(default)]
+    pub side: ListSide,
+    /// Page number, from 0.
+    #[serde(default)]
+    pub page: u64,
+    /// ListObjectsV2 continuation token of this page; absent for page 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation_token: Option<String>,
 }
 
 #[cfg(test)]
@@ -108,6 +209,7 @@ mod tests {
                 key: None,
             },
             migration: None,
+            dry_run: false,
         };
         check_copy(
             r#"{"src":{"endpoint":"a","bucket":"photos","key":"2024/x.jpg"},"dst":{"endpoint":"b","bucket":"photos-copy"}}"#,
@@ -139,8 +241,34 @@ mod tests {
             src: None,
             sequencer: None,
             migration: None,
+            if_source_absent: false,
+            dry_run: false,
         };
         let text = serde_json::to_string(&job).unwrap_or_default();
         assert_eq!(text, r#"{"dst":{"endpoint":"b","bucket":"x","key":"k"}}"#);
+    }
+
+    #[test]
+    fn migrate_job_needs_only_endpoints() {
+        let job: MigrateJob = serde_json::from_str(r#"{"src":"a","dst":"b"}"#).unwrap();
+        assert_eq!(job.buckets, None);
+        assert!(!job.dry_run && !job.delete_extraneous);
+        let full: MigrateJob = serde_json::from_str(
+            r#"{"id":"m1","src":"a","dst":"b","buckets":["x","y"],"exclude_buckets":["tmp-*"],
+                "prefix":"2024/","bucket_map":{"x":"x-new"},"delete_extraneous":false,"dry_run":false}"#,
+        )
+        .unwrap();
+        assert_eq!(full.bucket_map.get("x").map(String::as_str), Some("x-new"));
+        assert!(
+            serde_json::from_str::<MigrateJob>(r#"{"src":"a","dst":"b","bukets":[]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn list_job_round_trips() {
+        let text = r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"x"},"side":"destination","page":3,"continuation_token":"t"}"#;
+        let job: ListJob = serde_json::from_str(text).unwrap();
+        assert_eq!(job.side, ListSide::Destination);
+        assert_eq!(serde_json::to_string(&job).unwrap(), text);
     }
 }

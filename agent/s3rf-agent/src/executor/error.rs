@@ -74,6 +74,8 @@ pub enum ExecError {
         target: Target,
         detail: String,
     },
+    #[error("BucketAlreadyExists: bucket {} on endpoint {} exists and is not ours; map it to another name with bucket_map", .0.bucket, .0.endpoint)]
+    BucketTaken(Target),
     #[error("cancelled by shutdown; the job goes back to the queue")]
     Cancelled,
 }
@@ -85,6 +87,7 @@ impl ExecError {
             ExecError::NoSuchBucket(_)
             | ExecError::NoSuchKey(_)
             | ExecError::AccessDenied { .. }
+            | ExecError::BucketTaken(_)
             | ExecError::Internal { .. } => Disposition::DeadLetter,
             ExecError::Service { retryable, .. } => {
                 if *retryable {

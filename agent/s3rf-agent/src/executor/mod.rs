@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
-    ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective, TaggingDirective,
+    BucketLocationConstraint, ChecksumMode, CompletedMultipartUpload, CompletedPart,
+    CreateBucketConfiguration, MetadataDirective, TaggingDirective,
 };
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -26,6 +27,7 @@ pub use error::{ExecError, Target, classify, classify_service};
 
 use crate::config::CopyConfig;
 use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
+use crate::migration::BucketState;
 use crate::names::META_SOURCE_ETAG;
 use crate::plan::{self, CopyPlan, Method, ObjectFacts, Part, Plan, SkipReason};
 use crate::store::{Store, Stores};
@@ -45,9 +47,43 @@ pub enum Outcome {
         bytes: u64,
     },
     /// Nothing needed doing.
-    Skipped(SkipReason),
+    Skipped {
+        /// Why.
+        reason: SkipReason,
+        /// Object size.
+        bytes: u64,
+    },
+    /// Dry run: the object would be copied.
+    WouldCopy {
+        /// Object size.
+        bytes: u64,
+    },
     /// The object was deleted (or was already gone).
     Deleted,
+    /// Mirror mode: the source still has the object, so it stays.
+    Kept,
+    /// Dry run: the object would be deleted.
+    WouldDelete,
+}
+
+/// One object of a listing page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: Option<String>,
+}
+
+/// One page of a bucket listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Objects, in the store's order (not necessarily sorted).
+    pub objects: Vec<Listed>,
+    /// Token of the next page, if any.
+    pub next: Option<String>,
 }
 
 /// The attributes S3 keeps with an object besides its bytes and tags.
@@ -128,6 +164,15 @@ impl Executor {
                     () = cancel.cancelled() => Err(ExecError::Cancelled),
                 }
             }
+            Job::Migrate(_) | Job::Bucket(_) | Job::List(_) => Err(ExecError::Internal {
+                op: "run",
+                target: Target {
+                    endpoint: String::new(),
+                    bucket: String::new(),
+                    key: None,
+                },
+                detail: "migration jobs are handled by the control module".to_owned(),
+            }),
         }
     }
 
@@ -153,10 +198,23 @@ impl Executor {
         let plan = match plan {
             Plan::Skip(reason) => {
                 info!(bytes = src.facts.size, "skipped: identical");
-                return Ok(Outcome::Skipped(reason));
+                return Ok(Outcome::Skipped {
+                    reason,
+                    bytes: src.facts.size,
+                });
             }
             Plan::Copy(p) => p,
         };
+        if job.dry_run {
+            info!(
+                method = plan.method.name(),
+                bytes = src.facts.size,
+                "dry run: would copy"
+            );
+            return Ok(Outcome::WouldCopy {
+                bytes: src.facts.size,
+            });
+        }
         debug!(
             method = plan.method.name(),
             bytes = src.facts.size,
@@ -723,6 +781,31 @@ impl Executor {
     // ----- delete -----------------------------------------------------------
 
     async fn delete(&self, job: &DeleteJob) -> Result<Outcome, ExecError> {
+        if job.if_source_absent
+            && let Some(src) = &job.src
+        {
+            let store = self.store(src)?;
+            let head = store
+                .client
+                .head_object()
+                .bucket(&src.bucket)
+                .key(&src.key)
+                .send()
+                .await
+                .map_err(|e| classify("HeadObject", &target(src), e));
+            match head {
+                Ok(_) => {
+                    debug!("source still exists; kept");
+                    return Ok(Outcome::Kept);
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if job.dry_run {
+            info!("dry run: would delete");
+            return Ok(Outcome::WouldDelete);
+        }
         let store = self.store(&job.dst)?;
         let res = store
             .client
@@ -739,5 +822,150 @@ impl Executor {
             }
             Err(e) => Err(e),
         }
+    }
+
+    // ----- buckets and listings ----------------------------------------------
+
+    fn bucket_target(endpoint: &str, bucket: &str) -> Target {
+        Target {
+            endpoint: endpoint.to_owned(),
+            bucket: bucket.to_owned(),
+            key: None,
+        }
+    }
+
+    fn named_store(&self, endpoint: &str) -> Result<&Store, ExecError> {
+        self.stores
+            .get(endpoint)
+            .ok_or_else(|| ExecError::Internal {
+                op: "lookup",
+                target: Self::bucket_target(endpoint, ""),
+                detail: "endpoint vanished after validation".to_owned(),
+            })
+    }
+
+    /// Every bucket of `endpoint`.
+    pub async fn list_buckets(&self, endpoint: &str) -> Result<Vec<String>, ExecError> {
+        let store = self.named_store(endpoint)?;
+        let t = Self::bucket_target(endpoint, "*");
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = store
+                .client
+                .list_buckets()
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| classify("ListBuckets", &t, e))?;
+            names.extend(
+                out.buckets()
+                    .iter()
+                    .filter_map(|b| b.name().map(str::to_owned)),
+            );
+            match out.continuation_token() {
+                Some(next) if !next.is_empty() && Some(next) != token.as_deref() => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    /// Makes sure `bucket` exists on `endpoint` and is ours; creates it unless `dry_run`.
+    pub async fn ensure_bucket(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        dry_run: bool,
+    ) -> Result<BucketState, ExecError> {
+        let store = self.named_store(endpoint)?;
+        let t = Self::bucket_target(endpoint, bucket);
+        let head = store.client.head_bucket().bucket(bucket).send().await;
+        match head {
+            Ok(_) => {
+                return Ok(if dry_run {
+                    BucketState::WouldUse
+                } else {
+                    BucketState::Existed
+                });
+            }
+            Err(e) => match classify("HeadBucket", &t, e) {
+                e if e.is_not_found() => {}
+                ExecError::AccessDenied { .. } => {
+                    return Err(ExecError::BucketTaken(t));
+                }
+                e => return Err(e),
+            },
+        }
+        if dry_run {
+            return Ok(BucketState::WouldCreate);
+        }
+        let mut req = store.client.create_bucket().bucket(bucket);
+        if store.config.region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(
+                        store.config.region.as_str(),
+                    ))
+                    .build(),
+            );
+        }
+        match req
+            .send()
+            .await
+            .map_err(|e| classify("CreateBucket", &t, e))
+        {
+            Ok(_) => {
+                info!(endpoint, bucket, "bucket created");
+                Ok(BucketState::Created)
+            }
+            Err(ExecError::Service { code, .. }) if code == "BucketAlreadyOwnedByYou" => {
+                Ok(BucketState::Existed)
+            }
+            Err(ExecError::Service { code, .. }) if code == "BucketAlreadyExists" => {
+                Err(ExecError::BucketTaken(t))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page (up to `max_keys`) of `bucket` under `prefix`.
+    pub async fn list_page(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        prefix: Option<&str>,
+        token: Option<&str>,
+        max_keys: i32,
+    ) -> Result<Page, ExecError> {
+        let store = self.named_store(endpoint)?;
+        let t = Self::bucket_target(endpoint, bucket);
+        let out = store
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+            .set_continuation_token(token.map(str::to_owned))
+            .max_keys(max_keys)
+            .send()
+            .await
+            .map_err(|e| classify("ListObjectsV2", &t, e))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_owned(),
+                    size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                    etag: o.e_tag().map(strip_quotes),
+                })
+            })
+            .collect();
+        let next = match (out.is_truncated(), out.next_continuation_token()) {
+            (Some(true), Some(tok)) if !tok.is_empty() => Some(tok.to_owned()),
+            _ => None,
+        };
+        Ok(Page { objects, next })
     }
 }

@@ -24,6 +24,7 @@ pub struct AgentOpts {
     pub shutdown_grace_secs: u64,
     pub retry_base_delay_ms: u64,
     pub buffer_memory: &'static str,
+    pub page_size: u32,
 }
 
 impl Default for AgentOpts {
@@ -38,6 +39,7 @@ impl Default for AgentOpts {
             shutdown_grace_secs: 30,
             retry_base_delay_ms: 100,
             buffer_memory: "64MiB",
+            page_size: 1000,
         }
     }
 }
@@ -119,6 +121,10 @@ buffer_memory = "{bm}"
 shutdown_grace_secs = {grace}
 retry_base_delay_ms = {retry}
 retry_max_delay_secs = 2
+
+[migrate]
+page_size = {page}
+tally_interval_ms = 200
 "#,
             nats = self.nats.url(),
             ack_wait = o.ack_wait_secs,
@@ -133,6 +139,7 @@ retry_max_delay_secs = 2
             grace = o.shutdown_grace_secs,
             retry = o.retry_base_delay_ms,
             bm = o.buffer_memory,
+            page = o.page_size,
         )
     }
 
@@ -394,4 +401,56 @@ pub async fn open_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> 
         .iter()
         .map(|u| format!("{}:{}", u.key().unwrap_or(""), u.upload_id().unwrap_or("")))
         .collect()
+}
+
+// ----- migrations --------------------------------------------------------------
+
+pub async fn ledger(env: &TestEnv) -> s3rf_agent::ledger::Ledger {
+    s3rf_agent::ledger::Ledger::open(&env.js, &s3rf_agent::names::Names::new("s3rf"), 1)
+        .await
+        .expect("ledger")
+}
+
+/// Waits until migration `id` is complete and returns its tally.
+pub async fn wait_complete(env: &TestEnv, id: &str) -> s3rf_agent::migration::Tally {
+    let ledger = ledger(env).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let t = ledger.fold(id).await.expect("fold");
+        if t.complete() {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "migration {id} not complete after 180s: {t:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every key of a bucket with its bytes.
+pub async fn bucket_contents(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
+        for o in page.contents() {
+            let k = o.key().unwrap().to_owned();
+            let body = get(s3, bucket, &k).await;
+            out.insert(k, body);
+        }
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return out,
+        }
+    }
 }

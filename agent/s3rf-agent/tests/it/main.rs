@@ -6,3 +6,4 @@ mod copy;
 mod failures;
 mod harness;
 mod lifecycle;
+mod migrate;

@@ -1,0 +1,326 @@
+//! Migration control jobs: `migrate` selects buckets and publishes one bucket
+//! job each; `bucket` settles the destination bucket and only then starts its
+//! listing; `list` lists one page, publishes one object job per object and the
+//! job for the next page.
+//!
+//! **Architecture Invariant:** no object job of a bucket is published before
+//! that bucket's create has succeeded: listing jobs are published only by the
+//! bucket job, after `ensure_bucket` returned.
+//!
+//! Every published job carries a `Nats-Msg-Id` derived from its content, so a
+//! redelivered control job republishes the same jobs and JetStream drops the
+//! duplicates; outcomes are recorded once per entity in the ledger.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use serde::Serialize;
+use tracing::info;
+
+use crate::executor::{ExecError, Executor};
+use crate::jetstream::QueueError;
+use crate::job::{ListJob, MigrateJob, Scope};
+use crate::ledger::{Ledger, SpecWrite};
+use crate::migration::{self, BucketState, LedgerEvent, Side};
+use crate::names::{JobKind, Names};
+use crate::outcome::Disposition;
+
+/// Why a control job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(
+        "migration {0} already exists with a different spec; publish it with a new id (or omit id)"
+    )]
+    SpecConflict(String),
+    #[error("{0}")]
+    Spec(String),
+}
+
+impl ControlError {
+    /// Whether retrying can help.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            ControlError::Exec(e) => e.disposition(),
+            ControlError::Queue(_) => Disposition::Retry,
+            ControlError::SpecConflict(_) | ControlError::Spec(_) => Disposition::DeadLetter,
+        }
+    }
+}
+
+/// What control jobs need.
+#[derive(Debug)]
+pub struct Control<'a> {
+    /// JetStream, to publish jobs.
+    pub js: &'a jetstream::Context,
+    /// Names.
+    pub names: &'a Names,
+    /// The ledger.
+    pub ledger: &'a Ledger,
+    /// S3 access.
+    pub executor: &'a Executor,
+    /// Keys per listing page.
+    pub page_size: i32,
+}
+
+/// A job to publish with its dedup id.
+struct Outgoing {
+    subject: String,
+    msg_id: String,
+    payload: Vec<u8>,
+}
+
+impl Control<'_> {
+    fn outgoing(&self, kind: JobKind, msg_id: String, job: &impl Serialize) -> Outgoing {
+        Outgoing {
+            subject: self.names.job_subject(kind),
+            msg_id,
+            payload: serde_json::to_vec(job).unwrap_or_default(),
+        }
+    }
+
+    /// Publishes all, then waits for every PubAck.
+    async fn publish_all(&self, jobs: Vec<Outgoing>) -> Result<(), QueueError> {
+        let mut acks = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", job.msg_id.as_str());
+            let subject = job.subject.clone();
+            let ack = self
+                .js
+                .publish_with_headers(job.subject, headers, job.payload.into())
+                .await
+                .map_err(|e| QueueError::Publish {
+                    subject: subject.clone(),
+                    detail: e.to_string(),
+                })?;
+            acks.push((subject, ack));
+        }
+        for (subject, ack) in acks {
+            ack.await.map_err(|e| QueueError::Publish {
+                subject,
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `migrate`: record the spec and plan, publish bucket jobs.
+    pub async fn migrate(&self, job: &MigrateJob, default_id: &str) -> Result<(), ControlError> {
+        let mut spec = job.spec.clone();
+        let id = spec.id.get_or_insert_with(|| default_id.to_owned()).clone();
+        let spec_json = serde_json::to_vec(&spec).unwrap_or_default();
+        if self.ledger.put_spec(&id, &spec_json).await? == SpecWrite::Different {
+            return Err(ControlError::SpecConflict(id));
+        }
+        let available = match &spec.buckets {
+            Some(_) => Vec::new(),
+            None => self.executor.list_buckets(&spec.src).await?,
+        };
+        let pairs = migration::select_buckets(
+            &available,
+            spec.buckets.as_deref(),
+            &spec.exclude_buckets,
+            &spec.bucket_map,
+        )
+        .map_err(|e| ControlError::Spec(e.to_string()))?;
+        self.ledger
+            .record(
+                &id,
+                "plan",
+                &LedgerEvent::Planned {
+                    buckets: pairs.clone(),
+                    mirror: spec.delete_extraneous,
+                    dry_run: spec.dry_run,
+                },
+            )
+            .await?;
+        let jobs = pairs
+            .iter()
+            .map(|(src_bucket, dst_bucket)| {
+                let scope = s3rf_wire::MigrationScope {
+                    migration: id.clone(),
+                    src: spec.src.clone(),
+                    dst: spec.dst.clone(),
+                    bucket: src_bucket.clone(),
+                    dst_bucket: dst_bucket.clone(),
+                    prefix: spec.prefix.clone(),
+                    delete_extraneous: spec.delete_extraneous,
+                    dry_run: spec.dry_run,
+                };
+                let msg_id = format!("{id}:bucket:{}", migration::bucket_entity(src_bucket));
+                self.outgoing(JobKind::Bucket, msg_id, &scope)
+            })
+            .collect();
+        self.publish_all(jobs).await?;
+        info!(migration = %id, buckets = pairs.len(), "migration started");
+        Ok(())
+    }
+
+    fn list_job(&self, scope: &Scope, side: Side, page: u64, token: Option<String>) -> Outgoing {
+        let s = &scope.0;
+        let job = s3rf_wire::ListJob {
+            scope: s.clone(),
+            side: match side {
+                Side::Source => s3rf_wire::ListSide::Source,
+                Side::Destination => s3rf_wire::ListSide::Destination,
+            },
+            page,
+            continuation_token: token,
+        };
+        let msg_id = format!(
+            "{}:list:{}",
+            s.migration,
+            migration::page_entity(&s.bucket, side, page)
+        );
+        self.outgoing(JobKind::List, msg_id, &job)
+    }
+
+    /// `bucket`: create the destination bucket if needed, then start listing.
+    pub async fn bucket(&self, scope: &Scope) -> Result<(), ControlError> {
+        let s = &scope.0;
+        let entity = migration::bucket_entity(&s.bucket);
+        let state = match self
+            .executor
+            .ensure_bucket(&s.dst, &s.dst_bucket, s.dry_run)
+            .await
+        {
+            Ok(state) => state,
+            Err(e) if e.disposition() == Disposition::DeadLetter => {
+                let event = LedgerEvent::Bucket {
+                    bucket: s.bucket.clone(),
+                    state: BucketState::Failed,
+                    reason: Some(e.to_string()),
+                };
+                self.ledger.record(&s.migration, &entity, &event).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut jobs = vec![self.list_job(scope, Side::Source, 0, None)];
+        if s.delete_extraneous && state != BucketState::WouldCreate {
+            jobs.push(self.list_job(scope, Side::Destination, 0, None));
+        }
+        // Listing starts only now that the bucket exists.
+        self.publish_all(jobs).await?;
+        let event = LedgerEvent::Bucket {
+            bucket: s.bucket.clone(),
+            state,
+            reason: None,
+        };
+        self.ledger.record(&s.migration, &entity, &event).await?;
+        info!(bucket = %s.dst_bucket, endpoint = %s.dst, ?state, "bucket ready; listing started");
+        Ok(())
+    }
+
+    /// `list`: one page, its object jobs, then the next page's job.
+    pub async fn list(&self, job: &ListJob) -> Result<(), ControlError> {
+        let s = &job.scope.0;
+        let (endpoint, bucket) = match job.side {
+            Side::Source => (&s.src, &s.bucket),
+            Side::Destination => (&s.dst, &s.dst_bucket),
+        };
+        let page = self
+            .executor
+            .list_page(
+                endpoint,
+                bucket,
+                s.prefix.as_deref(),
+                job.continuation_token.as_deref(),
+                self.page_size,
+            )
+            .await?;
+        let mut bytes = 0u64;
+        let mut jobs = Vec::with_capacity(page.objects.len() + 1);
+        for obj in &page.objects {
+            bytes += obj.size;
+            match job.side {
+                Side::Source => {
+                    let copy = s3rf_wire::CopyJob {
+                        src: s3rf_wire::SourceObject {
+                            endpoint: s.src.clone(),
+                            bucket: s.bucket.clone(),
+                            key: obj.key.clone(),
+                            version_id: None,
+                        },
+                        dst: s3rf_wire::DestinationLocation {
+                            endpoint: s.dst.clone(),
+                            bucket: s.dst_bucket.clone(),
+                            key: None,
+                        },
+                        migration: Some(s.migration.clone()),
+                        dry_run: s.dry_run,
+                    };
+                    let entity = migration::object_entity(&s.bucket, Side::Source, &obj.key);
+                    jobs.push(self.outgoing(
+                        JobKind::Copy,
+                        format!(
+                            "{}:copy:{entity}:{}",
+                            s.migration,
+                            obj.etag.as_deref().unwrap_or("")
+                        ),
+                        &copy,
+                    ));
+                }
+                Side::Destination => {
+                    let delete = s3rf_wire::DeleteJob {
+                        dst: s3rf_wire::DestinationObject {
+                            endpoint: s.dst.clone(),
+                            bucket: s.dst_bucket.clone(),
+                            key: obj.key.clone(),
+                        },
+                        src: Some(s3rf_wire::SourceObject {
+                            endpoint: s.src.clone(),
+                            bucket: s.bucket.clone(),
+                            key: obj.key.clone(),
+                            version_id: None,
+                        }),
+                        sequencer: None,
+                        migration: Some(s.migration.clone()),
+                        if_source_absent: true,
+                        dry_run: s.dry_run,
+                    };
+                    let entity = migration::object_entity(&s.bucket, Side::Destination, &obj.key);
+                    jobs.push(self.outgoing(
+                        JobKind::Delete,
+                        format!("{}:delete:{entity}", s.migration),
+                        &delete,
+                    ));
+                }
+            }
+        }
+        let objects = page.objects.len() as u64;
+        let last = page.next.is_none();
+        if let Some(token) = page.next {
+            jobs.push(self.list_job(&job.scope, job.side, job.page + 1, Some(token)));
+        }
+        self.publish_all(jobs).await?;
+        let event = LedgerEvent::Page {
+            bucket: s.bucket.clone(),
+            side: job.side,
+            page: job.page,
+            objects,
+            bytes,
+            last,
+        };
+        self.ledger
+            .record(
+                &s.migration,
+                &migration::page_entity(&s.bucket, job.side, job.page),
+                &event,
+            )
+            .await?;
+        info!(
+            migration = %s.migration,
+            bucket = %bucket,
+            endpoint = %endpoint,
+            page = job.page,
+            objects,
+            last,
+            "listed page"
+        );
+        Ok(())
+    }
+}
