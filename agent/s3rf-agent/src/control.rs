@@ -135,6 +135,7 @@ impl Control<'_> {
                     mirror: spec.delete_extraneous,
                     dry_run: spec.dry_run,
                 },
+                0,
             )
             .await?;
         let jobs = pairs
@@ -194,7 +195,7 @@ impl Control<'_> {
                     state: BucketState::Failed,
                     reason: Some(e.to_string()),
                 };
-                self.ledger.record(&s.migration, &entity, &event).await?;
+                self.ledger.record(&s.migration, &entity, &event, 0).await?;
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),
@@ -210,7 +211,7 @@ impl Control<'_> {
             state,
             reason: None,
         };
-        self.ledger.record(&s.migration, &entity, &event).await?;
+        self.ledger.record(&s.migration, &entity, &event, 0).await?;
         info!(bucket = %s.dst_bucket, endpoint = %s.dst, ?state, "bucket ready; listing started");
         Ok(())
     }
@@ -310,6 +311,7 @@ impl Control<'_> {
                 &s.migration,
                 &migration::page_entity(&s.bucket, job.side, job.page),
                 &event,
+                0,
             )
             .await?;
         info!(

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::jetstream::QueueError;
-use crate::migration::{LedgerEvent, Tally};
+use crate::migration::{LedgerEvent, ObjectOutcome, Tally};
 use crate::names::Names;
 
 /// Ledger events folded per compare-and-swap.
@@ -109,16 +109,21 @@ impl Ledger {
         })
     }
 
-    /// Records `event` for `entity` of `migration`, once.
+    /// Records `event` for `entity` of `migration` if the entity's latest
+    /// event is at sequence `expected_last` (0: the entity has none).
     pub async fn record(
         &self,
         migration: &str,
         entity: &str,
         event: &LedgerEvent,
+        expected_last: u64,
     ) -> Result<Recorded, QueueError> {
         let subject = self.names.ledger_subject(migration, entity, event.name());
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected_last.to_string().as_str(),
+        );
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence-Subject",
             self.names.ledger_entity(migration, entity).as_str(),
@@ -138,6 +143,45 @@ impl Ledger {
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Recorded::Already),
             Err(e) => Err(publish_err(&e)),
         }
+    }
+
+    /// Records an object's outcome once; a success may replace a recorded
+    /// failure (a dead letter that was retried), exactly once.
+    pub async fn record_outcome(
+        &self,
+        migration: &str,
+        entity: &str,
+        outcome: ObjectOutcome,
+        bytes: u64,
+    ) -> Result<Recorded, QueueError> {
+        let event = LedgerEvent::Object {
+            outcome,
+            bytes,
+            replaces_failure: false,
+        };
+        let first = self.record(migration, entity, &event, 0).await?;
+        if first == Recorded::New || outcome.is_failure() {
+            return Ok(first);
+        }
+        let failure =
+            self.names
+                .ledger_subject(migration, entity, outcome.failure_of_side().event());
+        let stream_name = self.names.ledger_stream();
+        let stream = self
+            .js
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| err("stream", &stream_name, e))?;
+        let Ok(failed) = stream.get_last_raw_message_by_subject(&failure).await else {
+            return Ok(Recorded::Already);
+        };
+        let replacement = LedgerEvent::Object {
+            outcome,
+            bytes,
+            replaces_failure: true,
+        };
+        self.record(migration, entity, &replacement, failed.sequence)
+            .await
     }
 
     /// Stores a migration's spec unless one is there.

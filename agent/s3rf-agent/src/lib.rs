@@ -18,6 +18,7 @@ pub mod job;
 pub mod ledger;
 pub mod migration;
 pub mod names;
+pub mod ops;
 pub mod outcome;
 pub mod plan;
 pub mod shutdown;

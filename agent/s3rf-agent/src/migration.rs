@@ -185,6 +185,25 @@ pub enum ObjectOutcome {
 }
 
 impl ObjectOutcome {
+    /// Whether this is a dead letter.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            ObjectOutcome::CopyFailed | ObjectOutcome::DeleteFailed
+        )
+    }
+
+    /// The failure outcome of the same side.
+    pub fn failure_of_side(self) -> ObjectOutcome {
+        match self {
+            ObjectOutcome::Copied
+            | ObjectOutcome::Skipped
+            | ObjectOutcome::WouldCopy
+            | ObjectOutcome::CopyFailed => ObjectOutcome::CopyFailed,
+            _ => ObjectOutcome::DeleteFailed,
+        }
+    }
+
     /// Ledger event name.
     pub fn event(self) -> &'static str {
         match self {
@@ -244,6 +263,9 @@ pub enum LedgerEvent {
         outcome: ObjectOutcome,
         /// Bytes involved.
         bytes: u64,
+        /// This success replaces a recorded failure (a dead letter retried).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replaces_failure: bool,
     },
 }
 
@@ -405,7 +427,19 @@ impl Tally {
                     }
                 }
             }
-            LedgerEvent::Object { outcome, bytes } => {
+            LedgerEvent::Object {
+                outcome,
+                bytes,
+                replaces_failure,
+            } => {
+                if *replaces_failure {
+                    self.dead_lettered = self.dead_lettered.saturating_sub(1);
+                    if outcome.failure_of_side() == ObjectOutcome::CopyFailed {
+                        self.source_outcomes = self.source_outcomes.saturating_sub(1);
+                    } else {
+                        self.destination_outcomes = self.destination_outcomes.saturating_sub(1);
+                    }
+                }
                 let (count, byte_count, source) = match outcome {
                     ObjectOutcome::Copied => (&mut self.copied, Some(&mut self.copied_bytes), true),
                     ObjectOutcome::Skipped => {
@@ -534,7 +568,11 @@ mod tests {
     }
 
     fn obj(outcome: ObjectOutcome) -> LedgerEvent {
-        LedgerEvent::Object { outcome, bytes: 10 }
+        LedgerEvent::Object {
+            outcome,
+            bytes: 10,
+            replaces_failure: false,
+        }
     }
 
     fn bucket(b: &str, state: BucketState) -> LedgerEvent {
@@ -617,6 +655,25 @@ mod tests {
         assert!(!t.complete());
         t.apply(8, 0, &obj(ObjectOutcome::Skipped));
         assert!(t.complete());
+    }
+
+    #[test]
+    fn a_retried_dead_letter_replaces_its_failure() {
+        let mut t = Tally::default();
+        t.apply(1, 0, &planned(&[("x", "x")], false));
+        t.apply(2, 0, &bucket("x", BucketState::Created));
+        t.apply(3, 0, &page("x", Side::Source, 0, 1, true));
+        t.apply(4, 0, &obj(ObjectOutcome::CopyFailed));
+        assert!(t.complete());
+        assert_eq!(t.dead_lettered, 1);
+        let retried = LedgerEvent::Object {
+            outcome: ObjectOutcome::Copied,
+            bytes: 10,
+            replaces_failure: true,
+        };
+        t.apply(5, 0, &retried);
+        assert!(t.complete());
+        assert_eq!((t.dead_lettered, t.copied, t.source_outcomes), (0, 1, 1));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::executor::{Executor, Outcome};
 use crate::jetstream::dead_letter_message;
 use crate::job::Job;
 use crate::ledger::Ledger;
-use crate::migration::{self, LedgerEvent, ObjectOutcome, Side};
+use crate::migration::{self, ObjectOutcome, Side};
 use crate::names::{JobKind, Names};
 use crate::outcome::{Action, Disposition, decide};
 
@@ -232,7 +232,10 @@ impl std::fmt::Display for Failure {
 }
 
 /// The ledger entity and outcome of an object job's result, if it belongs to a migration.
-fn object_record(job: &Job, outcome: Option<&Outcome>) -> Option<(String, String, LedgerEvent)> {
+fn object_record(
+    job: &Job,
+    outcome: Option<&Outcome>,
+) -> Option<(String, String, ObjectOutcome, u64)> {
     let (migration, entity, failed) = match job {
         Job::Copy(c) => (
             c.migration.clone()?,
@@ -259,7 +262,7 @@ fn object_record(job: &Job, outcome: Option<&Outcome>) -> Option<(String, String
         Some(Outcome::Kept) => (ObjectOutcome::Kept, 0),
         Some(Outcome::WouldDelete) => (ObjectOutcome::WouldDelete, 0),
     };
-    Some((migration, entity, LedgerEvent::Object { outcome, bytes }))
+    Some((migration, entity, outcome, bytes))
 }
 
 async fn execute(shared: &Shared, job: &Job, default_id: &str) -> Result<Option<Outcome>, Failure> {
@@ -278,10 +281,10 @@ async fn execute(shared: &Shared, job: &Job, default_id: &str) -> Result<Option<
                 .run(job, &shared.abort)
                 .await
                 .map_err(Failure::Exec)?;
-            if let Some((m, entity, event)) = object_record(job, Some(&outcome)) {
+            if let Some((m, entity, o, bytes)) = object_record(job, Some(&outcome)) {
                 shared
                     .ledger
-                    .record(&m, &entity, &event)
+                    .record_outcome(&m, &entity, o, bytes)
                     .await
                     .map_err(Failure::Ledger)?;
             }
@@ -355,8 +358,8 @@ async fn run_job(
             } else {
                 e.to_string()
             };
-            if let Some((m, entity, event)) = object_record(&job, None)
-                && let Err(le) = shared.ledger.record(&m, &entity, &event).await
+            if let Some((m, entity, o, bytes)) = object_record(&job, None)
+                && let Err(le) = shared.ledger.record_outcome(&m, &entity, o, bytes).await
             {
                 warn!(error = %le, "cannot record the failure in the migration ledger; retrying the job");
                 let _ = msg

@@ -2,6 +2,7 @@
 //! and real S3 servers (moto and s3s-fs), all on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
 mod copy;
 mod failures;
 mod harness;
