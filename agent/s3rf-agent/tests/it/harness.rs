@@ -25,6 +25,8 @@ pub struct AgentOpts {
     pub retry_base_delay_ms: u64,
     pub buffer_memory: &'static str,
     pub page_size: u32,
+    /// Appended to the config verbatim (extra endpoints).
+    pub extra_toml: String,
 }
 
 impl Default for AgentOpts {
@@ -40,6 +42,7 @@ impl Default for AgentOpts {
             retry_base_delay_ms: 100,
             buffer_memory: "64MiB",
             page_size: 1000,
+            extra_toml: String::new(),
         }
     }
 }
@@ -125,6 +128,8 @@ retry_max_delay_secs = 2
 [migrate]
 page_size = {page}
 tally_interval_ms = 200
+
+{extra}
 "#,
             nats = self.nats.url(),
             ack_wait = o.ack_wait_secs,
@@ -140,6 +145,7 @@ tally_interval_ms = 200
             retry = o.retry_base_delay_ms,
             bm = o.buffer_memory,
             page = o.page_size,
+            extra = o.extra_toml,
         )
     }
 

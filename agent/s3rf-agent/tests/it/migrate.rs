@@ -271,3 +271,42 @@ async fn conflicting_migration_id_is_dead_lettered() {
         "{reason}"
     );
 }
+
+/// Without `buckets`, every bucket of the source is migrated except the
+/// excluded ones (on a store of its own, so other tests' buckets stay out).
+#[tokio::test(flavor = "multi_thread")]
+async fn all_buckets_except_excluded() {
+    let env = TestEnv::new().await;
+    let own = s3rf_testkit::S3Server::start(s3rf_testkit::S3Kind::S3sFs).unwrap();
+    let src = own.client();
+    let moto = env.moto.client();
+    let keep1 = make_bucket(&src, "keep").await;
+    let keep2 = make_bucket(&src, "keep").await;
+    let tmp = make_bucket(&src, "tmpdata").await;
+    for b in [&keep1, &keep2, &tmp] {
+        put(&src, b, "k", b.as_bytes().to_vec()).await;
+    }
+    let opts = AgentOpts {
+        extra_toml: format!(
+            "[endpoints.own]\nurl = \"{}\"\npath_style = true\naccess_key_id_env = \"T_FS_KEY\"\nsecret_access_key_env = \"T_FS_SECRET\"\n",
+            own.url()
+        ),
+        ..AgentOpts::default()
+    };
+    let _agent = env.spawn_agent(&opts).await;
+    let job = serde_json::json!({"id": "all", "src": "own", "dst": "moto", "exclude_buckets": ["*tmpdata"]});
+    env.publish("s3rf.migrate", job.to_string()).await;
+    let t = wait_complete(&env, "all").await;
+    assert_eq!(t.buckets.keys().cloned().collect::<Vec<_>>(), {
+        let mut v = vec![keep1.clone(), keep2.clone()];
+        v.sort();
+        v
+    });
+    assert_eq!(t.copied, 2);
+    assert_eq!(get(&moto, &keep1, "k").await, keep1.as_bytes());
+    assert_eq!(get(&moto, &keep2, "k").await, keep2.as_bytes());
+    assert!(
+        moto.head_bucket().bucket(&tmp).send().await.is_err(),
+        "excluded bucket was created"
+    );
+}
