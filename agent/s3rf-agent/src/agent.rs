@@ -13,6 +13,7 @@ use crate::executor::Executor;
 use crate::jetstream::{self as js_setup, QueueError};
 use crate::ledger::Ledger;
 use crate::names::{JobKind, Names};
+use crate::ordering::Sequencers;
 use crate::shutdown::{self, Shutdown};
 use crate::store::{StoreError, Stores};
 use crate::worker::{Shared, pull_loop};
@@ -52,6 +53,8 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
         ));
     }
     let ledger = Ledger::open(&js, &names, config.nats.replicas).await?;
+    let sequencers =
+        Sequencers::open(&js, &names, config.nats.replicas, config.sync.sequencer_ttl).await?;
     let shared = Arc::new(Shared {
         js: js.clone(),
         names: names.clone(),
@@ -60,6 +63,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
         copy: config.copy.clone(),
         migrate: config.migrate.clone(),
         ledger: ledger.clone(),
+        sequencers,
         abort: shutdown.abort.clone(),
         tracker: TaskTracker::new(),
         last_busy_ms: AtomicU64::new(0),

@@ -33,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent daemon (the default).
     Run(RunArgs),
+    /// Run the SQS ingress bridge: S3 event notifications become jobs.
+    Bridge,
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -216,6 +218,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 exit_when_idle: args.exit_when_idle,
             };
             runtime.block_on(agent::run(cfg, opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bridge => {
+            let cfg = load(&config_path)?;
+            telemetry::init(cfg.log.format, &cfg.log.level);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("s3rf-bridge")
+                .build()
+                .context("cannot start the tokio runtime")?;
+            runtime.block_on(crate::bridge::run(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         command => {
@@ -465,7 +478,7 @@ async fn operate(cfg: Config, command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             }
         },
-        Command::Run(_) | Command::Config { .. } => ExitCode::FAILURE,
+        Command::Run(_) | Command::Bridge | Command::Config { .. } => ExitCode::FAILURE,
     };
     op.close().await;
     Ok(code)

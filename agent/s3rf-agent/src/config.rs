@@ -72,6 +72,12 @@ pub struct RawConfig {
     /// Migration tuning.
     #[serde(default)]
     pub migrate: RawMigrate,
+    /// Event sync.
+    #[serde(default)]
+    pub sync: RawSync,
+    /// The SQS ingress bridge (`s3rf-agent bridge`).
+    #[serde(default)]
+    pub bridge: RawBridge,
     /// Logging.
     #[serde(default)]
     pub log: RawLog,
@@ -110,6 +116,123 @@ const fn default_page_size() -> u32 {
 }
 const fn default_tally_interval_ms() -> u64 {
     1000
+}
+
+/// `[sync]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    /// How long the last applied event sequencer of an object is remembered.
+    #[serde(default = "default_sequencer_ttl_secs")]
+    pub sequencer_ttl_secs: u64,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            sequencer_ttl_secs: default_sequencer_ttl_secs(),
+        }
+    }
+}
+
+const fn default_sequencer_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+/// `[bridge]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBridge {
+    /// SQS long-poll wait, 0-20 seconds.
+    #[serde(default = "default_wait_time_secs")]
+    pub wait_time_secs: i32,
+    /// Messages per receive, 1-10.
+    #[serde(default = "default_max_messages")]
+    pub max_messages: i32,
+    /// The queues to read.
+    #[serde(default)]
+    pub queues: Vec<RawQueue>,
+}
+
+impl Default for RawBridge {
+    fn default() -> Self {
+        Self {
+            wait_time_secs: default_wait_time_secs(),
+            max_messages: default_max_messages(),
+            queues: Vec::new(),
+        }
+    }
+}
+
+const fn default_wait_time_secs() -> i32 {
+    20
+}
+const fn default_max_messages() -> i32 {
+    10
+}
+
+/// `[[bridge.queues]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// The SQS queue URL.
+    pub queue_url: String,
+    /// The `[endpoints.*]` entry whose url, region and credentials reach SQS.
+    pub sqs_endpoint: String,
+    /// Endpoint the events' buckets live on.
+    pub src: String,
+    /// Destination endpoint.
+    pub dst: String,
+    /// Destination bucket by source bucket; default: the same name.
+    #[serde(default)]
+    pub bucket_map: BTreeMap<String, String>,
+    /// Only keys with this prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Turn removals into delete jobs.
+    #[serde(default = "default_true")]
+    pub propagate_deletes: bool,
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// Validated `[bridge]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// Long-poll wait.
+    pub wait_time_secs: i32,
+    /// Messages per receive.
+    pub max_messages: i32,
+    /// Queues.
+    pub queues: Vec<QueueConfig>,
+}
+
+/// A validated queue route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Queue URL.
+    pub queue_url: String,
+    /// Endpoint for SQS.
+    pub sqs_endpoint: String,
+    /// Source endpoint.
+    pub src: String,
+    /// Destination endpoint.
+    pub dst: String,
+    /// Bucket renames.
+    pub bucket_map: BTreeMap<String, String>,
+    /// Key prefix filter.
+    pub prefix: Option<String>,
+    /// Deletes propagate.
+    pub propagate_deletes: bool,
+}
+
+/// Validated `[sync]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// Sequencer memory.
+    pub sequencer_ttl: Duration,
 }
 
 /// Validated `[migrate]`.
@@ -242,6 +365,20 @@ pub struct RawEndpoint {
     /// Request timeout for one S3 call, in seconds.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// `s3` or `s3-express` (directory buckets); also detected from `--x-s3` bucket names.
+    #[serde(default)]
+    pub kind: EndpointKind,
+}
+
+/// What kind of store an endpoint is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointKind {
+    /// General-purpose S3 or an S3-compatible store.
+    #[default]
+    S3,
+    /// S3 Express One Zone directory buckets.
+    S3Express,
 }
 
 fn default_region() -> String {
@@ -380,6 +517,10 @@ pub struct Config {
     pub copy: CopyConfig,
     /// Migration tuning.
     pub migrate: MigrateConfig,
+    /// Event sync.
+    pub sync: SyncConfig,
+    /// SQS bridge.
+    pub bridge: BridgeConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -469,6 +610,8 @@ pub struct EndpointConfig {
     pub checksums: ChecksumMode,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Store kind.
+    pub kind: EndpointKind,
 }
 
 /// Validated `[copy]`.
@@ -581,6 +724,54 @@ impl RawConfig {
             page_size: i32::try_from(m.page_size).unwrap_or(1000),
             tally_interval: Duration::from_millis(m.tally_interval_ms.max(100)),
         };
+        if self.sync.sequencer_ttl_secs < 60 {
+            return Err(invalid("sync.sequencer_ttl_secs", "must be at least 60"));
+        }
+        let sync = SyncConfig {
+            sequencer_ttl: Duration::from_secs(self.sync.sequencer_ttl_secs),
+        };
+        let b = self.bridge;
+        if !(0..=20).contains(&b.wait_time_secs) {
+            return Err(invalid("bridge.wait_time_secs", "must be between 0 and 20"));
+        }
+        if !(1..=10).contains(&b.max_messages) {
+            return Err(invalid("bridge.max_messages", "must be between 1 and 10"));
+        }
+        let mut queues = Vec::new();
+        for (i, q) in b.queues.into_iter().enumerate() {
+            for (field, name) in [
+                ("sqs_endpoint", &q.sqs_endpoint),
+                ("src", &q.src),
+                ("dst", &q.dst),
+            ] {
+                if !endpoints.contains_key(name) {
+                    return Err(invalid(
+                        format!("bridge.queues[{i}].{field}"),
+                        format!("endpoint {name:?} is not defined; add [endpoints.{name}]"),
+                    ));
+                }
+            }
+            if !(q.queue_url.starts_with("http://") || q.queue_url.starts_with("https://")) {
+                return Err(invalid(
+                    format!("bridge.queues[{i}].queue_url"),
+                    "must be an http(s) SQS queue URL",
+                ));
+            }
+            queues.push(QueueConfig {
+                queue_url: q.queue_url,
+                sqs_endpoint: q.sqs_endpoint,
+                src: q.src,
+                dst: q.dst,
+                bucket_map: q.bucket_map,
+                prefix: q.prefix.filter(|p| !p.is_empty()),
+                propagate_deletes: q.propagate_deletes,
+            });
+        }
+        let bridge = BridgeConfig {
+            wait_time_secs: b.wait_time_secs,
+            max_messages: b.max_messages,
+            queues,
+        };
         let log = LogConfig {
             format: self.log.format,
             level: self.log.level.unwrap_or_else(|| "info".to_owned()),
@@ -590,6 +781,8 @@ impl RawConfig {
             endpoints,
             copy,
             migrate,
+            sync,
+            bridge,
             log,
         })
     }
@@ -734,6 +927,7 @@ fn validate_endpoint(name: &str, raw: RawEndpoint) -> Result<EndpointConfig, Con
         credentials,
         checksums: raw.checksums,
         request_timeout: Duration::from_secs(raw.request_timeout_secs),
+        kind: raw.kind,
     })
 }
 

@@ -253,6 +253,8 @@ impl Control<'_> {
                         },
                         migration: Some(s.migration.clone()),
                         dry_run: s.dry_run,
+                        sequencer: None,
+                        skip_if_source_missing: false,
                     };
                     let entity = migration::object_entity(&s.bucket, Side::Source, &obj.key);
                     jobs.push(self.outgoing(

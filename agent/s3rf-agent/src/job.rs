@@ -56,6 +56,10 @@ pub struct CopyJob {
     pub migration: Option<String>,
     /// Compare only.
     pub dry_run: bool,
+    /// Event sequencer.
+    pub sequencer: Option<String>,
+    /// A missing source skips instead of failing (event sync).
+    pub skip_if_source_missing: bool,
 }
 
 /// A validated delete job.
@@ -139,6 +143,8 @@ impl Job {
                     dst: check.object(w.dst.endpoint, w.dst.bucket, dst_key, "dst")?,
                     migration: check.migration(w.migration)?,
                     dry_run: w.dry_run,
+                    sequencer: check.optional("sequencer", w.sequencer)?,
+                    skip_if_source_missing: w.skip_if_source_missing,
                 };
                 Ok(Job::Copy(job))
             }

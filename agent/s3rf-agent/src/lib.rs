@@ -9,9 +9,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent;
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod executor;
 pub mod jetstream;
 pub mod job;
@@ -19,6 +21,7 @@ pub mod ledger;
 pub mod migration;
 pub mod names;
 pub mod ops;
+pub mod ordering;
 pub mod outcome;
 pub mod plan;
 pub mod shutdown;

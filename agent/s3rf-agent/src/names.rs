@@ -133,6 +133,11 @@ impl Names {
         format!("{}-migrations", self.prefix)
     }
 
+    /// The KV bucket of per-object event sequencers: `s3rf-sequencers`.
+    pub fn sequencers_kv(&self) -> String {
+        format!("{}-sequencers", self.prefix)
+    }
+
     /// Durable consumer for `kind`: `s3rf-copy`.
     pub fn consumer(&self, kind: JobKind) -> String {
         format!("{}-{}", self.prefix, kind.token())

@@ -240,6 +240,8 @@ impl Operator {
             },
             migration: None,
             dry_run: false,
+            sequencer: None,
+            skip_if_source_missing: false,
         };
         self.publish(
             JobKind::Copy,

@@ -44,6 +44,10 @@ pub struct Checksums {
 pub enum SkipReason {
     /// The destination holds the same bytes.
     Identical,
+    /// Event sync: the source is gone; its delete event handles the destination.
+    SourceGone,
+    /// Event sync: a newer event for this key was already applied.
+    Stale,
 }
 
 /// One part of a multipart copy: `number` from 1, bytes `range` of the source.
@@ -116,6 +120,18 @@ impl Method {
     }
 }
 
+/// What kind of bucket the destination is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Destination {
+    /// An S3 Express One Zone directory bucket: random ETags, no tags.
+    pub express: bool,
+}
+
+/// Directory bucket names end in `--<az-id>--x-s3`.
+pub fn is_directory_bucket(bucket: &str) -> bool {
+    bucket.ends_with("--x-s3")
+}
+
 /// The plan for one copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyPlan {
@@ -125,6 +141,9 @@ pub struct CopyPlan {
     /// so the source ETag must be recorded in user metadata for re-runs to
     /// recognise the copy.
     pub record_source_etag: bool,
+    /// Tags cannot be kept (directory buckets): copy with tagging directive
+    /// REPLACE and no tags, and say so.
+    pub drop_tags: bool,
 }
 
 /// The decision for one copy job.
@@ -147,6 +166,12 @@ fn is_multipart_etag(etag: &str) -> bool {
 /// always match. Without comparable evidence the answer is "no", so the copy
 /// happens again rather than being skipped wrongly.
 pub fn identical(src: &ObjectFacts, dst: &ObjectFacts) -> bool {
+    identical_for(src, dst, Destination::default())
+}
+
+/// [`identical`] for a destination of the given kind: ETags of directory
+/// buckets are random, so they are never compared with the source's.
+pub fn identical_for(src: &ObjectFacts, dst: &ObjectFacts, kind: Destination) -> bool {
     if src.size != dst.size {
         return false;
     }
@@ -170,7 +195,7 @@ pub fn identical(src: &ObjectFacts, dst: &ObjectFacts) -> bool {
     }
     match (&src.etag, &dst.etag, &dst.recorded_source_etag) {
         (Some(s), _, Some(recorded)) if s == recorded => true,
-        (Some(s), Some(d), _) => s == d,
+        (Some(s), Some(d), _) if !kind.express => s == d,
         _ => false,
     }
 }
@@ -210,8 +235,19 @@ pub fn plan_copy(
     same_endpoint: bool,
     cfg: &CopyConfig,
 ) -> Plan {
+    plan_copy_to(src, dst, same_endpoint, Destination::default(), cfg)
+}
+
+/// [`plan_copy`] for a destination of the given kind.
+pub fn plan_copy_to(
+    src: &ObjectFacts,
+    dst: Option<&ObjectFacts>,
+    same_endpoint: bool,
+    kind: Destination,
+    cfg: &CopyConfig,
+) -> Plan {
     if let Some(dst) = dst
-        && identical(src, dst)
+        && identical_for(src, dst, kind)
     {
         return Plan::Skip(SkipReason::Identical);
     }
@@ -233,13 +269,15 @@ pub fn plan_copy(
         Method::StreamedMultipart { part_size, parts }
     };
     let source_etag_multipart = src.etag.as_deref().is_some_and(is_multipart_etag);
-    let record_source_etag = match method {
-        Method::ServerSideMultipart { .. } | Method::StreamedMultipart { .. } => true,
-        Method::ServerSideCopy | Method::Put => source_etag_multipart,
-    };
+    let record_source_etag = kind.express
+        || match method {
+            Method::ServerSideMultipart { .. } | Method::StreamedMultipart { .. } => true,
+            Method::ServerSideCopy | Method::Put => source_etag_multipart,
+        };
     Plan::Copy(CopyPlan {
         method,
         record_source_etag,
+        drop_tags: kind.express,
     })
 }
 
@@ -291,6 +329,7 @@ mod tests {
             let want = Plan::Copy(CopyPlan {
                 method: method.clone(),
                 record_source_etag: *record,
+                drop_tags: false,
             });
             assert_eq!(plan, want, "size {size} same {same}");
         }
@@ -303,7 +342,8 @@ mod tests {
             plan,
             Plan::Copy(CopyPlan {
                 method: Method::Put,
-                record_source_etag: true
+                record_source_etag: true,
+                drop_tags: false,
             })
         ));
     }
@@ -372,6 +412,48 @@ mod tests {
         for (i, (src, dst, want)) in table.iter().enumerate() {
             assert_eq!(identical(src, dst), *want, "row {i}: {src:?} vs {dst:?}");
         }
+    }
+
+    #[test]
+    fn express_destinations() {
+        let express = Destination { express: true };
+        // Same ETag string means nothing on a directory bucket.
+        assert!(!identical_for(&facts(3, "e"), &facts(3, "e"), express));
+        // The recorded source ETag and checksums still count.
+        let mut copied = facts(3, "random");
+        copied.recorded_source_etag = Some("e".into());
+        assert!(identical_for(&facts(3, "e"), &copied, express));
+        let mut a = facts(3, "e");
+        a.checksums.crc64nvme = Some("C".into());
+        let mut b = facts(3, "random");
+        b.checksums.crc64nvme = Some("C".into());
+        assert!(identical_for(&a, &b, express));
+        #[rustfmt::skip]
+        let table = [
+            (1u64, true, Method::ServerSideCopy),
+            (1, false, Method::Put),
+            (12 * MIB, false, Method::StreamedMultipart { part_size: MB5, parts: 3 }),
+            (11 * MIB, true, Method::ServerSideMultipart { part_size: MB5, parts: 3 }),
+        ];
+        for (size, same, method) in table {
+            let Plan::Copy(p) = plan_copy_to(&facts(size, "e"), None, same, express, &cfg()) else {
+                panic!("expected a copy")
+            };
+            assert_eq!(p.method, method);
+            assert!(p.drop_tags, "tags are dropped (directive REPLACE, no tags)");
+            assert!(
+                p.record_source_etag,
+                "ETags never match; re-runs need the marker"
+            );
+            let numbers: Vec<i32> = p.method.parts(size).iter().map(|p| p.number).collect();
+            assert_eq!(
+                numbers,
+                (1..=numbers.len() as i32).collect::<Vec<_>>(),
+                "consecutive from 1"
+            );
+        }
+        assert!(is_directory_bucket("photos--euw1-az1--x-s3"));
+        assert!(!is_directory_bucket("photos"));
     }
 
     #[test]

@@ -80,7 +80,21 @@ impl Stores {
     }
 }
 
-async fn build_client(cfg: &EndpointConfig) -> Result<aws_sdk_s3::Client, StoreError> {
+/// An SQS client for an endpoint's url, region and credentials.
+pub async fn sqs_client(cfg: &EndpointConfig) -> Result<aws_sdk_sqs::Client, StoreError> {
+    let sdk = sdk_config(cfg).await?;
+    let mut builder = aws_sdk_sqs::config::Builder::from(&sdk).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build(),
+    );
+    if let Some(url) = &cfg.url {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(aws_sdk_sqs::Client::from_conf(builder.build()))
+}
+
+async fn sdk_config(cfg: &EndpointConfig) -> Result<aws_config::SdkConfig, StoreError> {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(Region::new(cfg.region.clone()));
     match &cfg.credentials {
@@ -100,7 +114,11 @@ async fn build_client(cfg: &EndpointConfig) -> Result<aws_sdk_s3::Client, StoreE
         CredentialSource::Profile(profile) => loader = loader.profile_name(profile),
         CredentialSource::DefaultChain => {}
     }
-    let sdk = loader.load().await;
+    Ok(loader.load().await)
+}
+
+async fn build_client(cfg: &EndpointConfig) -> Result<aws_sdk_s3::Client, StoreError> {
+    let sdk = sdk_config(cfg).await?;
     let (request, response) = match cfg.checksums {
         ChecksumMode::WhenRequired => (
             RequestChecksumCalculation::WhenRequired,

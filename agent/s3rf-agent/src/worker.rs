@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{CopyConfig, MigrateConfig, NatsConfig};
 use crate::control::{Control, ControlError};
@@ -21,6 +21,7 @@ use crate::job::Job;
 use crate::ledger::Ledger;
 use crate::migration::{self, ObjectOutcome, Side};
 use crate::names::{JobKind, Names};
+use crate::ordering::{self, Claim, Sequencers};
 use crate::outcome::{Action, Disposition, decide};
 
 /// How long one pull waits for jobs before asking again.
@@ -43,6 +44,8 @@ pub struct Shared {
     pub migrate: MigrateConfig,
     /// Migration ledger.
     pub ledger: Ledger,
+    /// Per-object event sequencers.
+    pub sequencers: Sequencers,
     /// Cancelled to abort jobs in flight (grace period over).
     pub abort: CancellationToken,
     /// Tracks jobs in flight.
@@ -265,6 +268,71 @@ fn object_record(
     Some((migration, entity, outcome, bytes))
 }
 
+/// Runs a copy or delete job, in event order when it carries a sequencer.
+async fn run_object_job(shared: &Shared, job: &Job) -> Result<Outcome, Failure> {
+    let (sequencer, dst, src) = match job {
+        Job::Copy(c) => (c.sequencer.as_deref(), &c.dst, Some(&c.src)),
+        Job::Delete(d) => (d.sequencer.as_deref(), &d.dst, d.src.as_ref()),
+        Job::Migrate(_) | Job::Bucket(_) | Job::List(_) => (None, &EMPTY_OBJECT, None),
+    };
+    let Some(mine) = sequencer else {
+        return shared
+            .executor
+            .run(job, &shared.abort)
+            .await
+            .map_err(Failure::Exec);
+    };
+    let key = ordering::key_of(&dst.endpoint, &dst.bucket, &dst.key);
+    if shared
+        .sequencers
+        .claim(&key, mine)
+        .await
+        .map_err(Failure::Ledger)?
+        == Claim::Stale
+    {
+        info!(
+            sequencer = mine,
+            "skipped: stale event (a newer one was applied)"
+        );
+        return Ok(Outcome::Skipped {
+            reason: crate::plan::SkipReason::Stale,
+            bytes: 0,
+        });
+    }
+    let outcome = shared
+        .executor
+        .run(job, &shared.abort)
+        .await
+        .map_err(Failure::Exec)?;
+    // A newer event may have acted while we wrote; make the destination match
+    // the source as it is now.
+    if let Some(src) = src
+        && shared
+            .sequencers
+            .superseded(&key, mine)
+            .await
+            .map_err(Failure::Ledger)?
+    {
+        info!(
+            sequencer = mine,
+            "a newer event arrived meanwhile; reconciling with the source"
+        );
+        shared
+            .executor
+            .reconcile(src, dst, &shared.abort)
+            .await
+            .map_err(Failure::Exec)?;
+    }
+    Ok(outcome)
+}
+
+/// Stands in for the destination of jobs that have none (never used).
+static EMPTY_OBJECT: crate::job::ObjectRef = crate::job::ObjectRef {
+    endpoint: String::new(),
+    bucket: String::new(),
+    key: String::new(),
+};
+
 async fn execute(shared: &Shared, job: &Job, default_id: &str) -> Result<Option<Outcome>, Failure> {
     let control = Control {
         js: &shared.js,
@@ -276,11 +344,7 @@ async fn execute(shared: &Shared, job: &Job, default_id: &str) -> Result<Option<
     let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
     match job {
         Job::Copy(_) | Job::Delete(_) => {
-            let outcome = shared
-                .executor
-                .run(job, &shared.abort)
-                .await
-                .map_err(Failure::Exec)?;
+            let outcome = run_object_job(shared, job).await?;
             if let Some((m, entity, o, bytes)) = object_record(job, Some(&outcome)) {
                 shared
                     .ledger

@@ -214,6 +214,10 @@ pub struct S3Server {
 impl S3Server {
     /// Starts a server of `kind` on a free port.
     pub fn start(kind: S3Kind) -> Result<Self> {
+        Self::start_in(kind, "s3rf-s3-")
+    }
+
+    fn start_in(kind: S3Kind, prefix: &str) -> Result<Self> {
         let (access_key, secret_key) = match kind {
             S3Kind::Moto => ("s3rf-moto-key", "s3rf-moto-secret-value"),
             S3Kind::S3sFs => ("s3rf-test-key", "s3rf-test-secret"),
@@ -224,7 +228,7 @@ impl S3Server {
                 kind,
                 child: None,
                 port: free_port()?,
-                dir: tempfile::Builder::new().prefix("s3rf-s3-").tempdir()?,
+                dir: tempfile::Builder::new().prefix(prefix).tempdir()?,
                 access_key: access_key.to_owned(),
                 secret_key: secret_key.to_owned(),
             };
@@ -319,6 +323,26 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// An SQS client for this server (moto serves SQS on the same port).
+    pub fn sqs_client(&self) -> aws_sdk_sqs::Client {
+        let creds = aws_credential_types::Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "s3rf-testkit",
+        );
+        let conf = aws_sdk_sqs::config::Builder::new()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         kill(&mut self.child);
@@ -336,9 +360,15 @@ pub fn shared_s3(kind: S3Kind) -> &'static S3Server {
         S3Kind::S3sFs => &FS,
     };
     cell.get_or_init(|| {
+        remove_stale_shared_dirs();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(S3Server::start(kind));
+            let prefix = format!("{SHARED_PREFIX}{}-", std::process::id());
+            let started = S3Server::start_in(kind, &prefix);
+            if let Ok(s) = &started {
+                remove_at_exit(s.dir.path().to_owned());
+            }
+            let _ = tx.send(started);
             loop {
                 std::thread::park();
             }
@@ -349,6 +379,48 @@ pub fn shared_s3(kind: S3Kind) -> &'static S3Server {
             Err(e) => panic!("server thread died: {e}"),
         }
     })
+}
+
+const SHARED_PREFIX: &str = "s3rf-shared-";
+
+/// Shared servers are never dropped, so their temp dirs are removed when the
+/// test process exits, and leftovers of killed runs at the next start.
+fn remove_at_exit(dir: PathBuf) {
+    static DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    extern "C" fn cleanup() {
+        if let Ok(dirs) = DIRS.lock() {
+            for d in dirs.iter() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+    }
+    if let Ok(mut dirs) = DIRS.lock() {
+        dirs.push(dir);
+    }
+    REGISTER.call_once(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: registers a plain extern "C" function with no captured state.
+        unsafe {
+            libc::atexit(cleanup);
+        }
+    });
+}
+
+fn remove_stale_shared_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(SHARED_PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A unique, valid bucket name for one test.

@@ -64,6 +64,14 @@ pub struct CopyJob {
     /// Plan and compare only; change nothing.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dry_run: bool,
+    /// The S3 event sequencer of the change, when it came from an event; an
+    /// older event never undoes a newer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequencer: Option<String>,
+    /// Event sync: a source that is gone by now is not an error (its delete
+    /// event will follow); the copy is skipped.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skip_if_source_missing: bool,
 }
 
 /// Subject `<prefix>.delete`: delete one object at the destination.
@@ -210,6 +218,8 @@ mod tests {
             },
             migration: None,
             dry_run: false,
+            sequencer: None,
+            skip_if_source_missing: false,
         };
         check_copy(
             r#"{"src":{"endpoint":"a","bucket":"photos","key":"2024/x.jpg"},"dst":{"endpoint":"b","bucket":"photos-copy"}}"#,

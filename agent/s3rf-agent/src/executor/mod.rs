@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
 
-use crate::config::CopyConfig;
+use crate::config::{CopyConfig, EndpointKind};
 use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
 use crate::migration::BucketState;
 use crate::names::META_SOURCE_ETAG;
@@ -191,10 +191,23 @@ impl Executor {
     async fn copy(&self, job: &CopyJob, cancel: &CancellationToken) -> Result<Outcome, ExecError> {
         let src_store = self.store(&job.src)?;
         let dst_store = self.store(&job.dst)?;
-        let src = self.head_source(src_store, job).await?;
+        let src = match self.head_source(src_store, job).await {
+            Err(ExecError::NoSuchKey(_)) if job.skip_if_source_missing => {
+                info!("skipped: source gone");
+                return Ok(Outcome::Skipped {
+                    reason: SkipReason::SourceGone,
+                    bytes: 0,
+                });
+            }
+            other => other?,
+        };
         let dst = self.head_destination(dst_store, &job.dst).await?;
         let same_endpoint = job.src.endpoint == job.dst.endpoint;
-        let plan = plan::plan_copy(&src.facts, dst.as_ref(), same_endpoint, &self.copy);
+        let kind = plan::Destination {
+            express: dst_store.config.kind == EndpointKind::S3Express
+                || plan::is_directory_bucket(&job.dst.bucket),
+        };
+        let plan = plan::plan_copy_to(&src.facts, dst.as_ref(), same_endpoint, kind, &self.copy);
         let plan = match plan {
             Plan::Skip(reason) => {
                 info!(bytes = src.facts.size, "skipped: identical");
@@ -422,7 +435,15 @@ impl Executor {
                 &job.src.key,
                 job.src_version.as_deref(),
             ))
-            .tagging_directive(TaggingDirective::Copy);
+            .tagging_directive(if plan.drop_tags {
+                // Directory buckets hold no tags; copying them fails with 501.
+                TaggingDirective::Replace
+            } else {
+                TaggingDirective::Copy
+            });
+        if plan.drop_tags {
+            debug!("tags not copied: directory buckets hold no tags");
+        }
         if let Some(etag) = &src.facts.etag {
             req = req.copy_source_if_match(format!("\"{etag}\""));
         }
@@ -504,8 +525,27 @@ impl Executor {
         Ok(buf.freeze())
     }
 
-    async fn put(&self, job: &CopyJob, src: &Source, plan: &CopyPlan) -> Result<(), ExecError> {
+    /// The tags to write: the source's, or none for a directory bucket (logged).
+    async fn tags_for(
+        &self,
+        job: &CopyJob,
+        plan: &CopyPlan,
+    ) -> Result<Vec<(String, String)>, ExecError> {
         let tags = self.source_tags(job).await?;
+        if plan.drop_tags {
+            if !tags.is_empty() {
+                warn!(
+                    tags = tags.len(),
+                    "tags dropped: directory buckets hold no tags"
+                );
+            }
+            return Ok(Vec::new());
+        }
+        Ok(tags)
+    }
+
+    async fn put(&self, job: &CopyJob, src: &Source, plan: &CopyPlan) -> Result<(), ExecError> {
+        let tags = self.tags_for(job, plan).await?;
         let _permit = self.buffer_permit(src.facts.size).await?;
         let bytes = self.get_bytes(job, src, None).await?;
         let store = self.store(&job.dst)?;
@@ -543,7 +583,7 @@ impl Executor {
         plan: &CopyPlan,
         cancel: &CancellationToken,
     ) -> Result<(), ExecError> {
-        let tags = self.source_tags(job).await?;
+        let tags = self.tags_for(job, plan).await?;
         let store = self.store(&job.dst)?;
         let t = target(&job.dst);
         self.abort_stale_uploads(store, &job.dst).await;
@@ -821,6 +861,42 @@ impl Executor {
                 Ok(Outcome::Deleted)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Makes `dst` match `src` as it is now: copy it if it exists, delete the
+    /// destination if it does not.
+    pub async fn reconcile(
+        &self,
+        src: &ObjectRef,
+        dst: &ObjectRef,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, ExecError> {
+        let copy = CopyJob {
+            src: src.clone(),
+            src_version: None,
+            dst: dst.clone(),
+            migration: None,
+            dry_run: false,
+            sequencer: None,
+            skip_if_source_missing: true,
+        };
+        match self.copy(&copy, cancel).await? {
+            Outcome::Skipped {
+                reason: SkipReason::SourceGone,
+                ..
+            } => {
+                let delete = DeleteJob {
+                    dst: dst.clone(),
+                    src: Some(src.clone()),
+                    sequencer: None,
+                    migration: None,
+                    if_source_absent: true,
+                    dry_run: false,
+                };
+                self.delete(&delete).await
+            }
+            other => Ok(other),
         }
     }
 

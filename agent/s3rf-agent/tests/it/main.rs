@@ -8,3 +8,4 @@ mod failures;
 mod harness;
 mod lifecycle;
 mod migrate;
+mod sync;
