@@ -36,6 +36,9 @@ pub struct Store {
     pub config: EndpointConfig,
     /// The S3 client.
     pub client: aws_sdk_s3::Client,
+    /// Set once the store answered that it has no object tagging, so later
+    /// copies skip the request.
+    pub no_tagging: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// All endpoints of the agent, by name.
@@ -63,6 +66,7 @@ impl Stores {
                 Store {
                     config: config.clone(),
                     client,
+                    no_tagging: Default::default(),
                 },
             );
         }

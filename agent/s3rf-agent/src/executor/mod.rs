@@ -366,6 +366,9 @@ impl Executor {
     /// The source's tags, or none when the source store has no tagging.
     async fn source_tags(&self, job: &CopyJob) -> Result<Vec<(String, String)>, ExecError> {
         let store = self.store(&job.src)?;
+        if store.no_tagging.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
         let res = store
             .client
             .get_object_tagging()
@@ -383,7 +386,10 @@ impl Executor {
                 .collect()),
             Err(e @ ExecError::Transport { .. }) => Err(e),
             Err(e) if e.is_not_implemented() => {
-                debug!("source endpoint has no object tagging; no tags to copy");
+                info!(endpoint = %job.src.endpoint, "source endpoint has no object tagging; tags are not read from it again");
+                store
+                    .no_tagging
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(Vec::new())
             }
             Err(e) => {

@@ -425,3 +425,40 @@ async fn nats_outage_loses_no_event() {
         bridge.log()
     );
 }
+
+/// SIGTERM stops the bridge's polling and it exits 0; a bridge without queues
+/// refuses to start with a clear error.
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_stops_on_sigterm() {
+    let env = TestEnv::new().await;
+    let s = setup(&env, false).await;
+    let mut bridge = spawn_bridge(&env, &s.opts);
+    wait_until("bridge ready", || async {
+        bridge.log().contains("bridge ready")
+    })
+    .await;
+    let status = std::process::Command::new("kill")
+        .args(["-15", &bridge.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(s) = bridge.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bridge did not stop:\n{}",
+            bridge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0), "{}", bridge.log());
+    assert!(bridge.log().contains("bridge stopped"));
+
+    let config = env.write_config(&AgentOpts::default());
+    let out = env.agent_command(&config).arg("bridge").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[bridge.queues]] configured"));
+}
