@@ -38,6 +38,9 @@ pub struct RunOptions {
 
 /// Runs the agent until a signal (or idleness) stops it.
 pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
+    let metrics_handle = config
+        .metrics_listen
+        .and_then(|_| crate::metrics::install());
     let shutdown = Shutdown::default();
     shutdown::install(shutdown.clone(), config.copy.shutdown_grace).map_err(AgentError::Signals)?;
     let names = Names::new(&config.nats.prefix);
@@ -69,6 +72,18 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
         last_busy_ms: AtomicU64::new(0),
         started: Instant::now(),
     });
+    let set_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    if let Some(listen) = config.metrics_listen {
+        tokio::spawn(crate::health::serve(
+            listen,
+            metrics_handle,
+            crate::health::Readiness {
+                client: client.clone(),
+                set_up: set_up.clone(),
+            },
+            shutdown.abort.clone(),
+        ));
+    }
     info!(
         nats = %config.nats.url,
         stream = %names.jobs_stream(),
@@ -76,6 +91,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
         concurrency = config.copy.concurrency,
         "agent ready"
     );
+    notify_ready(shutdown.stop.clone());
     let advisories = tokio::spawn(js_setup::watch_max_deliveries(
         client.clone(),
         js.clone(),
@@ -175,5 +191,24 @@ async fn tally_loop(ledger: Ledger, every: Duration, stop: tokio_util::sync::Can
                 Err(e) => tracing::debug!(migration = %id, error = %e, "tally fold failed"),
             }
         }
+    }
+}
+
+/// sd_notify: READY now, and WATCHDOG pings while running when systemd set
+/// `WatchdogSec`. Without `NOTIFY_SOCKET` these are no-ops.
+pub fn notify_ready(stop: tokio_util::sync::CancellationToken) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
 }

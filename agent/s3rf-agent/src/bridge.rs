@@ -76,7 +76,19 @@ pub async fn run(config: Config) -> Result<(), BridgeError> {
             shutdown.stop.clone(),
         )));
     }
+    if let Some(listen) = config.metrics_listen {
+        tokio::spawn(crate::health::serve(
+            listen,
+            crate::metrics::install(),
+            crate::health::Readiness {
+                client: client.clone(),
+                set_up: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            },
+            shutdown.stop.clone(),
+        ));
+    }
     info!(queues = loops.len(), "bridge ready");
+    crate::agent::notify_ready(shutdown.stop.clone());
     for l in loops {
         let _ = l.await;
     }
@@ -127,6 +139,7 @@ async fn queue_loop(
         };
         for msg in messages {
             counts.received += 1;
+            crate::metrics::sqs("received");
             // In-flight messages finish even during shutdown: publishing is quick.
             handle_message(&queue, &sqs, &js, &names, &msg, &mut counts).await;
         }
@@ -148,7 +161,10 @@ async fn delete(sqs: &aws_sdk_sqs::Client, queue: &QueueConfig, msg: &Message) -
         .send()
         .await
     {
-        Ok(_) => true,
+        Ok(_) => {
+            crate::metrics::sqs("deleted");
+            true
+        }
         Err(e) => {
             // The jobs are stored; a redelivered message republishes them and
             // JetStream drops the duplicates.
@@ -200,6 +216,7 @@ async fn handle_message(
             Mapped::Delete(job) => (JobKind::Delete, serde_json::to_vec(&job)),
             Mapped::Skip(why) => {
                 counts.skipped_events += 1;
+                crate::metrics::sqs("skipped");
                 debug!(event = %ev.name, bucket = %ev.bucket, key = %ev.key, why, "event skipped");
                 continue;
             }
@@ -225,6 +242,7 @@ async fn handle_message(
             return;
         }
         counts.published += 1;
+        crate::metrics::sqs("published");
         debug!(event = %ev.name, bucket = %ev.bucket, key = %ev.key, "event published");
     }
     if delete(sqs, queue, msg).await {

@@ -78,6 +78,9 @@ pub struct RawConfig {
     /// The SQS ingress bridge (`s3rf-agent bridge`).
     #[serde(default)]
     pub bridge: RawBridge,
+    /// Prometheus metrics and health endpoints.
+    #[serde(default)]
+    pub metrics: RawMetrics,
     /// Logging.
     #[serde(default)]
     pub log: RawLog,
@@ -137,6 +140,15 @@ impl Default for RawSync {
 
 const fn default_sequencer_ttl_secs() -> u64 {
     7 * 24 * 3600
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Address for `/metrics`, `/healthz` and `/readyz`, e.g. `127.0.0.1:9464`; off when absent.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// `[bridge]`
@@ -521,6 +533,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// SQS bridge.
     pub bridge: BridgeConfig,
+    /// Where to serve metrics and health, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -772,6 +786,15 @@ impl RawConfig {
             max_messages: b.max_messages,
             queues,
         };
+        let metrics_listen = match self.metrics.listen {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("{a:?} is not an address like 127.0.0.1:9464"),
+                )
+            })?),
+        };
         let log = LogConfig {
             format: self.log.format,
             level: self.log.level.unwrap_or_else(|| "info".to_owned()),
@@ -783,6 +806,7 @@ impl RawConfig {
             migrate,
             sync,
             bridge,
+            metrics_listen,
             log,
         })
     }

@@ -60,7 +60,21 @@ pub enum QueueError {
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, QueueError> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(name)
-        .connection_timeout(Duration::from_secs(10));
+        .connection_timeout(Duration::from_secs(10))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Disconnected => warn!("NATS disconnected; reconnecting"),
+                async_nats::Event::Connected => {
+                    static EVER: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if EVER.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        info!("NATS reconnected");
+                        crate::metrics::nats_reconnect();
+                    }
+                }
+                _ => {}
+            }
+        });
     let env = |var: &str, field: &'static str| {
         std::env::var(var).map_err(|_| QueueError::MissingEnv {
             var: var.to_owned(),
@@ -292,6 +306,7 @@ pub async fn dead_letter_message(
     match publish_dead_letter(js, names, dl).await {
         Ok(()) => {
             error!(reason, deliveries, "dead-lettered");
+            crate::metrics::dead_letter(kind.token());
             if let Err(e) = msg.ack_with(AckKind::Term).await {
                 warn!(error = %e, "could not terminate the dead-lettered job; it may be delivered once more");
             }

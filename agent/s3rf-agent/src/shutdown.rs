@@ -27,6 +27,8 @@ impl Shutdown {
         if self.stop.is_cancelled() {
             return;
         }
+        // Tell systemd (if it runs us) that we are stopping.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.stop.cancel();
         let abort = self.abort.clone();
         tokio::spawn(async move {

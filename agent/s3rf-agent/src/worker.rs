@@ -384,10 +384,23 @@ async fn run_job(
             }
         })
     };
+    let is_copy = kind == JobKind::Copy;
+    if is_copy {
+        crate::metrics::in_flight(1.0);
+    }
+    let started = std::time::Instant::now();
     let result = execute(shared, &job, default_id).await;
     progress.abort();
+    if is_copy {
+        crate::metrics::in_flight(-1.0);
+        crate::metrics::copy_duration(started.elapsed());
+    }
     let e = match result {
-        Ok(_) => {
+        Ok(outcome) => {
+            crate::metrics::job(kind.token(), "ok");
+            if let Some(Outcome::Copied { bytes, .. }) = outcome {
+                crate::metrics::copied(bytes);
+            }
             if let Err(e) = msg.double_ack().await {
                 // The effect is durable; a redelivery finds it and skips.
                 warn!(error = %e, "ack not confirmed; the job may run again and will find the work done");
@@ -405,6 +418,10 @@ async fn run_job(
     );
     match action {
         Action::Nak(delay) => {
+            crate::metrics::job(
+                kind.token(),
+                if delay.is_zero() { "released" } else { "retry" },
+            );
             if delay.is_zero() {
                 debug!(error = %e, "released");
             } else {
@@ -415,6 +432,7 @@ async fn run_job(
             }
         }
         Action::DeadLetter => {
+            crate::metrics::job(kind.token(), "dead_letter");
             let reason = if delivered >= u64::from(shared.nats.max_deliver)
                 && e.disposition() == Disposition::Retry
             {

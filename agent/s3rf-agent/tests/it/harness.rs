@@ -27,6 +27,8 @@ pub struct AgentOpts {
     pub page_size: u32,
     /// Appended to the config verbatim (extra endpoints).
     pub extra_toml: String,
+    /// Extra environment for the agent process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for AgentOpts {
@@ -43,6 +45,7 @@ impl Default for AgentOpts {
             buffer_memory: "64MiB",
             page_size: 1000,
             extra_toml: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -190,6 +193,7 @@ tally_interval_ms = 200
         let child = self
             .agent_command(&config)
             .arg("run")
+            .envs(o.env.iter().cloned())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -261,3 +261,96 @@ async fn peak_memory_stays_within_the_buffer_bound() {
         "peak RSS grew {growth_mib} MiB (idle {idle_hwm} KiB, peak {hwm} KiB)"
     );
 }
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Under a stand-in systemd notify socket the agent says READY, pings the
+/// watchdog and says STOPPING on SIGTERM, then exits 0; `/metrics` counts the
+/// copy and `/readyz` answers 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn sd_notify_metrics_and_health() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let b = make_bucket(&moto, "metrics").await;
+    put(&moto, &b, "k", vec![7u8; 1234]).await;
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = s3rf_testkit::free_port().unwrap();
+    let opts = AgentOpts {
+        extra_toml: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        env: vec![
+            ("NOTIFY_SOCKET".into(), sock_path.display().to_string()),
+            ("WATCHDOG_USEC".into(), "400000".into()),
+        ],
+        ..AgentOpts::default()
+    };
+    let mut agent = env.spawn_agent(&opts).await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(seen.iter().any(|m: &String| m == "READY=1") && seen.iter().any(|m| m == "WATCHDOG=1"))
+    {
+        let n = sock.recv(&mut buf).expect("notify message");
+        seen.push(String::from_utf8_lossy(&buf[..n]).trim().to_owned());
+    }
+    assert_eq!(seen[0], "READY=1", "{seen:?}");
+
+    env.publish_copy(("moto", &b, "k"), ("moto2", &b, Some("copied")))
+        .await;
+    env.wait_jobs_done().await;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"s3rf_jobs_total{kind="copy",outcome="ok"} 1"#),
+        "{body}"
+    );
+    assert!(body.contains("s3rf_copied_bytes_total 1234"), "{body}");
+    assert!(
+        body.contains("s3rf_copy_duration_seconds_count 1"),
+        "{body}"
+    );
+    assert_eq!(
+        tokio::task::spawn_blocking(move || http_get(port, "/readyz"))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        tokio::task::spawn_blocking(move || http_get(port, "/healthz"))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+
+    agent.signal(15);
+    loop {
+        let n = sock.recv(&mut buf).expect("STOPPING");
+        if String::from_utf8_lossy(&buf[..n]).trim() == "STOPPING=1" {
+            break;
+        }
+    }
+    let status = agent.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0));
+}

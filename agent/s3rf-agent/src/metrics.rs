@@ -1,0 +1,69 @@
+//! Prometheus metrics: names in one place, recording helpers, and the
+//! recorder. Names follow `s3rf_<noun>_<unit>_total`.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Jobs finished, by `kind` and `outcome` (`ok`, `retry`, `dead_letter`, `released`).
+pub const JOBS: &str = "s3rf_jobs_total";
+/// Object bytes copied.
+pub const COPIED_BYTES: &str = "s3rf_copied_bytes_total";
+/// Copy jobs running now.
+pub const COPIES_IN_FLIGHT: &str = "s3rf_copies_in_flight";
+/// Copy job duration.
+pub const COPY_DURATION: &str = "s3rf_copy_duration_seconds";
+/// Jobs written to the dead-letter stream.
+pub const DEAD_LETTERS: &str = "s3rf_dead_letters_total";
+/// NATS reconnects.
+pub const NATS_RECONNECTS: &str = "s3rf_nats_reconnects_total";
+/// SQS messages, by `action` (`received`, `published`, `deleted`, `skipped`).
+pub const SQS_MESSAGES: &str = "s3rf_sqs_messages_total";
+
+/// Installs the global recorder (once per process) and returns its handle.
+pub fn install() -> Option<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(COPY_DURATION.to_owned()),
+            &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0],
+        )
+        .ok()?
+        .install_recorder()
+        .ok()
+}
+
+/// A job finished.
+pub fn job(kind: &'static str, outcome: &'static str) {
+    counter!(JOBS, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+/// Bytes were copied.
+pub fn copied(bytes: u64) {
+    counter!(COPIED_BYTES).increment(bytes);
+}
+
+/// A copy started (`+1`) or ended (`-1`).
+pub fn in_flight(delta: f64) {
+    gauge!(COPIES_IN_FLIGHT).increment(delta);
+}
+
+/// A copy job took `d`.
+pub fn copy_duration(d: Duration) {
+    histogram!(COPY_DURATION).record(d.as_secs_f64());
+}
+
+/// A job was dead-lettered.
+pub fn dead_letter(kind: &'static str) {
+    counter!(DEAD_LETTERS, "kind" => kind).increment(1);
+}
+
+/// NATS reconnected.
+pub fn nats_reconnect() {
+    counter!(NATS_RECONNECTS).increment(1);
+}
+
+/// An SQS message was handled.
+pub fn sqs(action: &'static str) {
+    counter!(SQS_MESSAGES, "action" => action).increment(1);
+}
