@@ -297,15 +297,19 @@ impl S3Server {
         kill(&mut self.child);
     }
 
-    /// A path-style client with this server's keys.
-    pub fn client(&self) -> aws_sdk_s3::Client {
-        let creds = aws_credential_types::Credentials::new(
+    fn credentials(&self) -> aws_credential_types::Credentials {
+        aws_credential_types::Credentials::new(
             &self.access_key,
             &self.secret_key,
             None,
             None,
             "s3rf-testkit",
-        );
+        )
+    }
+
+    /// A path-style client with this server's keys.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let creds = self.credentials();
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -321,18 +325,10 @@ impl S3Server {
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
-}
 
-impl S3Server {
     /// An SQS client for this server (moto serves SQS on the same port).
     pub fn sqs_client(&self) -> aws_sdk_sqs::Client {
-        let creds = aws_credential_types::Credentials::new(
-            &self.access_key,
-            &self.secret_key,
-            None,
-            None,
-            "s3rf-testkit",
-        );
+        let creds = self.credentials();
         let conf = aws_sdk_sqs::config::Builder::new()
             .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
             .region(aws_sdk_sqs::config::Region::new("us-east-1"))

@@ -16,38 +16,67 @@ async fn wait_for_upload(moto: &aws_sdk_s3::Client, bucket: &str) {
     }
 }
 
+/// A big object on moto and an empty destination bucket, copied from endpoint
+/// `moto` to `moto2` so the streamed multipart path runs.
+struct BigCopy {
+    moto: aws_sdk_s3::Client,
+    src: String,
+    dst: String,
+    size: usize,
+    seed: u64,
+}
+
+async fn big_copy(env: &TestEnv, tag: &str, size: usize, seed: u64) -> BigCopy {
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, &format!("{tag}-src")).await;
+    let dst = make_bucket(&moto, &format!("{tag}-dst")).await;
+    put(&moto, &src, "big", pattern_bytes(size, seed)).await;
+    BigCopy {
+        moto,
+        src,
+        dst,
+        size,
+        seed,
+    }
+}
+
+impl BigCopy {
+    async fn publish(&self, env: &TestEnv) {
+        env.publish_copy(("moto", &self.src, "big"), ("moto2", &self.dst, None))
+            .await;
+    }
+
+    async fn arrived_whole(&self) -> bool {
+        get(&self.moto, &self.dst, "big").await == pattern_bytes(self.size, self.seed)
+    }
+}
+
 /// SIGKILL in the middle of a multipart copy: a second agent gets the job by
 /// redelivery, aborts the orphaned upload and completes the object.
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_agent_mid_multipart_is_completed_by_another() {
     let env = TestEnv::new().await;
-    let moto = env.moto.client();
-    let src = make_bucket(&moto, "kill-src").await;
-    let dst = make_bucket(&moto, "kill-dst").await;
-    put(&moto, &src, "big", pattern_bytes(BIG, 42)).await;
+    let c = big_copy(&env, "kill", BIG, 42).await;
+    let (moto, dst) = (&c.moto, &c.dst);
     let opts = AgentOpts {
         ack_wait_secs: 2,
         part_concurrency: 1,
         ..AgentOpts::default()
     };
     let mut first = env.spawn_agent(&opts).await;
-    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
-        .await;
-    wait_for_upload(&moto, &dst).await;
+    c.publish(&env).await;
+    wait_for_upload(moto, dst).await;
     first.signal(9);
     first.wait_exit(Duration::from_secs(10)).await;
     assert!(
-        !exists(&moto, &dst, "big").await,
+        !exists(moto, dst, "big").await,
         "the copy finished before the kill; make it slower"
     );
 
     let second = env.spawn_agent(&opts).await;
     env.wait_jobs_done().await;
-    assert!(
-        get(&moto, &dst, "big").await == pattern_bytes(BIG, 42),
-        "object not whole"
-    );
-    assert_eq!(open_uploads(&moto, &dst).await, Vec::<String>::new());
+    assert!(c.arrived_whole().await, "object not whole");
+    assert_eq!(open_uploads(moto, dst).await, Vec::<String>::new());
     assert!(
         second.log().contains("aborted a stale multipart upload"),
         "{}",
@@ -61,23 +90,20 @@ async fn killed_agent_mid_multipart_is_completed_by_another() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_copies_then_exits_zero() {
     let env = TestEnv::new().await;
-    let moto = env.moto.client();
-    let src = make_bucket(&moto, "term-src").await;
-    let dst = make_bucket(&moto, "term-dst").await;
-    put(&moto, &src, "big", pattern_bytes(BIG, 5)).await;
+    let c = big_copy(&env, "term", BIG, 5).await;
+    let (moto, dst) = (&c.moto, &c.dst);
     let opts = AgentOpts {
         part_concurrency: 1,
         shutdown_grace_secs: 120,
         ..AgentOpts::default()
     };
     let mut agent = env.spawn_agent(&opts).await;
-    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
-        .await;
-    wait_for_upload(&moto, &dst).await;
+    c.publish(&env).await;
+    wait_for_upload(moto, dst).await;
     agent.signal(15);
     let status = agent.wait_exit(Duration::from_secs(120)).await;
     assert_eq!(status.code(), Some(0), "{}", agent.log());
-    assert!(get(&moto, &dst, "big").await == pattern_bytes(BIG, 5));
+    assert!(c.arrived_whole().await);
     assert_eq!(env.jobs_in_stream().await, 0, "job not acked before exit");
 }
 
@@ -86,25 +112,22 @@ async fn sigterm_finishes_in_flight_copies_then_exits_zero() {
 #[tokio::test(flavor = "multi_thread")]
 async fn grace_expiry_aborts_upload_and_returns_the_job() {
     let env = TestEnv::new().await;
-    let moto = env.moto.client();
-    let src = make_bucket(&moto, "grace-src").await;
-    let dst = make_bucket(&moto, "grace-dst").await;
-    put(&moto, &src, "big", pattern_bytes(BIG, 6)).await;
+    let c = big_copy(&env, "grace", BIG, 6).await;
+    let (moto, dst) = (&c.moto, &c.dst);
     let opts = AgentOpts {
         part_concurrency: 1,
         shutdown_grace_secs: 0,
         ..AgentOpts::default()
     };
     let mut agent = env.spawn_agent(&opts).await;
-    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
-        .await;
-    wait_for_upload(&moto, &dst).await;
+    c.publish(&env).await;
+    wait_for_upload(moto, dst).await;
     agent.signal(15);
     let status = agent.wait_exit(Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0), "{}", agent.log());
-    assert!(!exists(&moto, &dst, "big").await);
+    assert!(!exists(moto, dst, "big").await);
     assert_eq!(
-        open_uploads(&moto, &dst).await,
+        open_uploads(moto, dst).await,
         Vec::<String>::new(),
         "upload left dangling"
     );
@@ -114,7 +137,7 @@ async fn grace_expiry_aborts_upload_and_returns_the_job() {
     // A new agent picks the job up at once (it was nak'd, not left to time out).
     let _next = env.spawn_agent(&AgentOpts::default()).await;
     env.wait_jobs_done().await;
-    assert!(get(&moto, &dst, "big").await == pattern_bytes(BIG, 6));
+    assert!(c.arrived_whole().await);
 }
 
 /// A copy that runs longer than ack_wait is kept alive by progress acks and is
@@ -122,10 +145,7 @@ async fn grace_expiry_aborts_upload_and_returns_the_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn long_copy_sends_progress_and_is_not_redelivered() {
     let env = TestEnv::new().await;
-    let moto = env.moto.client();
-    let src = make_bucket(&moto, "long-src").await;
-    let dst = make_bucket(&moto, "long-dst").await;
-    put(&moto, &src, "big", pattern_bytes(2 * BIG, 9)).await;
+    let c = big_copy(&env, "long", 2 * BIG, 9).await;
     let opts = AgentOpts {
         ack_wait_secs: 1,
         part_concurrency: 1,
@@ -133,8 +153,7 @@ async fn long_copy_sends_progress_and_is_not_redelivered() {
     };
     let agent = env.spawn_agent(&opts).await;
     let started = Instant::now();
-    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
-        .await;
+    c.publish(&env).await;
     env.wait_jobs_done().await;
     let took = started.elapsed();
     assert!(
@@ -147,7 +166,7 @@ async fn long_copy_sends_progress_and_is_not_redelivered() {
         "redelivered:\n{}",
         agent.log()
     );
-    assert!(get(&moto, &dst, "big").await == pattern_bytes(2 * BIG, 9));
+    assert!(c.arrived_whole().await);
 }
 
 /// `config check` accepts a good file and names an unknown key in a bad one.
@@ -191,19 +210,16 @@ async fn config_check_reports_unknown_keys() {
 #[tokio::test(flavor = "multi_thread")]
 async fn second_signal_exits_at_once() {
     let env = TestEnv::new().await;
-    let moto = env.moto.client();
-    let src = make_bucket(&moto, "sig2-src").await;
-    let dst = make_bucket(&moto, "sig2-dst").await;
-    put(&moto, &src, "big", pattern_bytes(BIG, 11)).await;
+    let c = big_copy(&env, "sig2", BIG, 11).await;
+    let (moto, dst) = (&c.moto, &c.dst);
     let opts = AgentOpts {
         part_concurrency: 1,
         shutdown_grace_secs: 600,
         ..AgentOpts::default()
     };
     let mut agent = env.spawn_agent(&opts).await;
-    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
-        .await;
-    wait_for_upload(&moto, &dst).await;
+    c.publish(&env).await;
+    wait_for_upload(moto, dst).await;
     agent.signal(15);
     tokio::time::sleep(Duration::from_millis(100)).await;
     agent.signal(2);
@@ -237,10 +253,7 @@ async fn exit_when_idle_stops_an_idle_agent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn peak_memory_stays_within_the_buffer_bound() {
     let env = TestEnv::new().await;
-    let moto = env.moto.client();
-    let src = make_bucket(&moto, "mem-src").await;
-    let dst = make_bucket(&moto, "mem-dst").await;
-    put(&moto, &src, "big", pattern_bytes(BIG, 12)).await;
+    let c = big_copy(&env, "mem", BIG, 12).await;
     let mut opts = AgentOpts {
         part_concurrency: 8,
         ..AgentOpts::default()
@@ -248,10 +261,9 @@ async fn peak_memory_stays_within_the_buffer_bound() {
     opts.buffer_memory = "16MiB";
     let agent = env.spawn_agent(&opts).await;
     let idle_hwm = agent.peak_rss_kib();
-    env.publish_copy(("moto", &src, "big"), ("moto2", &dst, None))
-        .await;
+    c.publish(&env).await;
     env.wait_jobs_done().await;
-    assert!(get(&moto, &dst, "big").await == pattern_bytes(BIG, 12));
+    assert!(c.arrived_whole().await);
     let hwm = agent.peak_rss_kib();
     let growth_mib = (hwm.saturating_sub(idle_hwm)) / 1024;
     eprintln!("idle peak {idle_hwm} KiB, after copy {hwm} KiB, growth {growth_mib} MiB");
