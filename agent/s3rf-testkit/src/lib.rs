@@ -35,8 +35,9 @@ pub fn find_binary(name: &str, install_hint: &str) -> Result<PathBuf> {
     )
 }
 
-/// Spawns `cmd` so that it dies with the thread that spawned it.
-fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
+/// Spawns `cmd` so that it dies with the thread that spawned it (so a killed
+/// test run leaves no process behind).
+pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
     #[allow(unsafe_code)]
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {

@@ -190,14 +190,14 @@ tally_interval_ms = 200
             config.file_stem().unwrap().to_string_lossy()
         ));
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = self
-            .agent_command(&config)
-            .arg("run")
-            .envs(o.env.iter().cloned())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn s3rf-agent");
+        let child = s3rf_testkit::spawn_tied(
+            self.agent_command(&config)
+                .arg("run")
+                .envs(o.env.iter().cloned())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        )
+        .expect("spawn s3rf-agent");
         let agent = Agent {
             child: Some(child),
             log_path,

@@ -120,14 +120,14 @@ fn spawn_bridge(env: &TestEnv, opts: &AgentOpts) -> Bridge {
         config.file_stem().unwrap().to_string_lossy()
     ));
     let file = std::fs::File::create(&log).unwrap();
-    let child = env
-        .agent_command(&config)
-        .arg("bridge")
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = s3rf_testkit::spawn_tied(
+        env.agent_command(&config)
+            .arg("bridge")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null()),
+    )
+    .unwrap();
     Bridge { child, log }
 }
 
