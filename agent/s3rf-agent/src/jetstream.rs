@@ -271,16 +271,30 @@ pub async fn publish_dead_letter(
     // One dead letter per job, even if two agents race to write it.
     let msg_id = format!("dead-{}-{}", names.jobs_stream(), dl.stream_seq);
     headers.insert("Nats-Msg-Id", HeaderValue::from(msg_id.as_str()));
-    let publish_err = |e: &dyn std::fmt::Display| QueueError::Publish {
-        subject: subject.clone(),
-        detail: e.to_string(),
-    };
-    let ack = js
-        .publish_with_headers(subject.clone(), headers, dl.payload.to_vec().into())
+    publish_stored(js, &subject, headers, dl.payload.to_vec())
         .await
-        .map_err(|e| publish_err(&e))?;
-    ack.await.map_err(|e| publish_err(&e))?;
+        .map_err(|e| publish_failed(&subject, &e))?;
     Ok(())
+}
+
+/// Publishes and waits until JetStream has stored the message (PubAck).
+pub async fn publish_stored(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: HeaderMap,
+    payload: Vec<u8>,
+) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+    js.publish_with_headers(subject.to_owned(), headers, payload.into())
+        .await?
+        .await
+}
+
+/// The user-facing error of a failed [`publish_stored`].
+pub fn publish_failed(subject: &str, e: &jetstream::context::PublishError) -> QueueError {
+    QueueError::Publish {
+        subject: subject.to_owned(),
+        detail: e.to_string(),
+    }
 }
 
 /// Dead-letters a message and terminates it. If the dead-letter stream cannot

@@ -23,7 +23,7 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::jetstream::QueueError;
+use crate::jetstream::{QueueError, publish_failed, publish_stored};
 use crate::migration::{LedgerEvent, ObjectOutcome, Tally};
 use crate::names::Names;
 
@@ -109,6 +109,14 @@ impl Ledger {
         })
     }
 
+    async fn stream(&self) -> Result<jetstream::stream::Stream, QueueError> {
+        let name = self.names.ledger_stream();
+        self.js
+            .get_stream(&name)
+            .await
+            .map_err(|e| err("stream", &name, e))
+    }
+
     /// Records `event` for `entity` of `migration` if the entity's latest
     /// event is at sequence `expected_last` (0: the entity has none).
     pub async fn record(
@@ -129,19 +137,10 @@ impl Ledger {
             self.names.ledger_entity(migration, entity).as_str(),
         );
         let payload = serde_json::to_vec(event).unwrap_or_default();
-        let publish_err = |e: &dyn std::fmt::Display| QueueError::Publish {
-            subject: subject.clone(),
-            detail: e.to_string(),
-        };
-        let ack = self
-            .js
-            .publish_with_headers(subject.clone(), headers, payload.into())
-            .await
-            .map_err(|e| publish_err(&e))?;
-        match ack.await {
+        match publish_stored(&self.js, &subject, headers, payload).await {
             Ok(_) => Ok(Recorded::New),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Recorded::Already),
-            Err(e) => Err(publish_err(&e)),
+            Err(e) => Err(publish_failed(&subject, &e)),
         }
     }
 
@@ -166,12 +165,7 @@ impl Ledger {
         let failure =
             self.names
                 .ledger_subject(migration, entity, outcome.failure_of_side().event());
-        let stream_name = self.names.ledger_stream();
-        let stream = self
-            .js
-            .get_stream(&stream_name)
-            .await
-            .map_err(|e| err("stream", &stream_name, e))?;
+        let stream = self.stream().await?;
         let Ok(failed) = stream.get_last_raw_message_by_subject(&failure).await else {
             return Ok(Recorded::Already);
         };
@@ -277,11 +271,7 @@ impl Ledger {
         max: usize,
     ) -> Result<Vec<(u64, u64, Option<LedgerEvent>)>, QueueError> {
         let stream_name = self.names.ledger_stream();
-        let stream = self
-            .js
-            .get_stream(&stream_name)
-            .await
-            .map_err(|e| err("stream", &stream_name, e))?;
+        let stream = self.stream().await?;
         let mut consumer: jetstream::consumer::PullConsumer = stream
             .create_consumer(pull::Config {
                 filter_subject: self.names.ledger_migration(id),

@@ -184,17 +184,9 @@ impl Operator {
         if let Some(id) = msg_id {
             headers.insert("Nats-Msg-Id", id);
         }
-        let publish_err = |e: &dyn std::fmt::Display| QueueError::Publish {
-            subject: subject.clone(),
-            detail: e.to_string(),
-        };
-        let ack = self
-            .js
-            .publish_with_headers(subject.clone(), headers, payload.into())
+        let ack = js_setup::publish_stored(&self.js, &subject, headers, payload)
             .await
-            .map_err(|e| publish_err(&e))?
-            .await
-            .map_err(|e| publish_err(&e))?;
+            .map_err(|e| js_setup::publish_failed(&subject, &e))?;
         Ok(ack.sequence)
     }
 
