@@ -45,6 +45,12 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
     shutdown::install(shutdown.clone(), config.copy.shutdown_grace).map_err(AgentError::Signals)?;
     let names = Names::new(&config.nats.prefix);
     let stores = Stores::build(&config.endpoints).await?;
+    // Load filters before taking jobs, so that the first job sees the whole chain.
+    let filter_config = config.filters.clone();
+    let (filters, watcher) =
+        tokio::task::spawn_blocking(move || crate::filter::Filters::start(&filter_config))
+            .await
+            .unwrap_or_default();
     let client = js_setup::connect(&config.nats, "s3rf-agent").await?;
     let js = async_nats::jetstream::new(client.clone());
     js_setup::ensure_streams(&js, &names, &config.nats).await?;
@@ -61,7 +67,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
     let shared = Arc::new(Shared {
         js: js.clone(),
         names: names.clone(),
-        executor: Executor::new(stores, config.copy.clone()),
+        executor: Executor::new(stores, config.copy.clone()).with_filters(filters),
         nats: config.nats.clone(),
         copy: config.copy.clone(),
         migrate: config.migrate.clone(),
@@ -72,6 +78,9 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
         last_busy_ms: AtomicU64::new(0),
         started: Instant::now(),
     });
+    if let Some(watcher) = watcher {
+        tokio::spawn(watcher.run(config.filters.reload_interval, shutdown.stop.clone()));
+    }
     let set_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
     if let Some(listen) = config.metrics_listen {
         tokio::spawn(crate::health::serve(

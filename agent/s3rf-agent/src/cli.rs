@@ -67,6 +67,46 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Try a Wasm filter, or list the filters a config would load.
+    Filter {
+        #[command(subcommand)]
+        command: FilterCommand,
+    },
+}
+
+/// `filter` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FilterCommand {
+    /// Print the decision of a filter for each KEY (or each line of stdin:
+    /// `KEY` or `KEY<TAB>SIZE`).
+    Test(FilterTestArgs),
+    /// Show the filters the config's [filters] dir holds: version hash, or
+    /// why a file is refused. Exits 1 if any file is refused.
+    List,
+}
+
+/// Options of `filter test`.
+#[derive(Debug, clap::Args)]
+pub struct FilterTestArgs {
+    /// The filter module.
+    pub file: PathBuf,
+    /// Parameters (.toml or .json); default: FILE's stem with .toml/.json if present.
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// Object size in bytes, for keys without one.
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Ask about deletes instead of copies.
+    #[arg(long)]
+    pub delete: bool,
+    /// Source and destination bucket name shown to the filter.
+    #[arg(long, default_value = "bucket")]
+    pub bucket: String,
+    /// Source endpoint name shown to the filter.
+    #[arg(long, default_value = "src")]
+    pub endpoint: String,
+    /// Keys to decide; read from stdin when none are given.
+    pub keys: Vec<String>,
 }
 
 /// Options of `migrate`.
@@ -231,6 +271,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(crate::bridge::run(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Filter {
+            command: FilterCommand::Test(args),
+        } => {
+            // Use the config's limits when there is a config; defaults otherwise.
+            let limits = match cli.config.as_deref() {
+                Some(p) => load(p)?.filters.limits,
+                None => crate::config::FilterConfig::default().limits,
+            };
+            filter_test(&args, limits)
+        }
+        Command::Filter {
+            command: FilterCommand::List,
+        } => {
+            let cfg = load(&config_path)?;
+            filter_list(&cfg)
+        }
         command => {
             let cfg = load(&config_path)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -240,6 +296,120 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(operate(cfg, command))
         }
     }
+}
+
+fn filter_test(
+    args: &FilterTestArgs,
+    limits: crate::config::FilterLimits,
+) -> anyhow::Result<ExitCode> {
+    use crate::filter::{Chain, Kind, ObjectInput, Verdict, dir};
+    use std::io::BufRead as _;
+
+    let name = args
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("filter.wasm")
+        .to_owned();
+    let params = args.params.clone().or_else(|| {
+        ["toml", "json"]
+            .iter()
+            .map(|ext| args.file.with_extension(ext))
+            .find(|p| p.is_file())
+    });
+    let entry = dir::Entry {
+        name: name.clone(),
+        wasm: args.file.clone(),
+        params,
+    };
+    let loaded = dir::load(&entry, limits).with_context(|| format!("filter {name} refused"))?;
+    eprintln!("filter {name}@{}", loaded.version);
+    let chain = Chain::new(vec![std::sync::Arc::new(loaded)]);
+    let mut lines: Box<dyn Iterator<Item = String>> = if args.keys.is_empty() {
+        Box::new(std::io::stdin().lock().lines().map_while(Result::ok))
+    } else {
+        Box::new(args.keys.clone().into_iter())
+    };
+    let mut failed = false;
+    for line in &mut lines {
+        let (key, size) = match line.split_once('\t') {
+            Some((k, s)) => (k.to_owned(), s.trim().parse().ok().or(args.size)),
+            None => (line.clone(), args.size),
+        };
+        if key.is_empty() {
+            continue;
+        }
+        let input = ObjectInput {
+            kind: Some(if args.delete {
+                Kind::Delete
+            } else {
+                Kind::Copy
+            }),
+            size: if args.delete { None } else { size },
+            src_endpoint: args.endpoint.clone(),
+            src_bucket: args.bucket.clone(),
+            src_key: key.clone(),
+            bucket: args.bucket.clone(),
+            key: key.clone(),
+            ..ObjectInput::default()
+        };
+        match chain.decide(input) {
+            Ok(Verdict::Skip { reason, .. }) => println!("{key}\tskip\t{reason}"),
+            Ok(Verdict::Proceed { renamed: false, .. }) => println!("{key}\tkeep"),
+            Ok(Verdict::Proceed {
+                bucket, key: to, ..
+            }) if bucket == args.bucket => {
+                println!("{key}\trename\t{to}");
+            }
+            Ok(Verdict::Proceed {
+                bucket, key: to, ..
+            }) => {
+                println!("{key}\trename\t{bucket}/{to}");
+            }
+            Err(e) => {
+                failed = true;
+                println!("{key}\terror\t{e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn filter_list(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let Some(dir) = cfg.filters.dir.clone() else {
+        println!("no filter directory configured; set [filters] dir");
+        return Ok(ExitCode::SUCCESS);
+    };
+    crate::filter::dir::scan(&dir)?;
+    let filters = crate::filter::Filters::default();
+    let mut watcher = crate::filter::Watcher::new(dir.clone(), cfg.filters.limits, filters);
+    watcher.refresh();
+    let status = watcher.status();
+    println!(
+        "{} ({} filter file(s), run in this order)",
+        dir.display(),
+        status.len()
+    );
+    let mut refused = false;
+    for s in status {
+        match (&s.version, &s.error) {
+            (Some(v), None) => println!("  {}  {v}  ok", s.name),
+            (_, Some(e)) => {
+                refused = true;
+                println!("  {}  -  refused: {e}", s.name);
+            }
+            (None, None) => println!("  {}  -  not loaded", s.name),
+        }
+    }
+    Ok(if refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn human_bytes(n: u64) -> String {
@@ -258,6 +428,7 @@ fn counts_line(t: &Tally) -> String {
         format!("listed {}", t.listed),
         format!("copied {}", t.copied),
         format!("skipped {}", t.skipped),
+        format!("filtered {}", t.filtered),
     ];
     if t.dry_run {
         parts.push(format!("would copy {}", t.would_copy));
@@ -478,7 +649,9 @@ async fn operate(cfg: Config, command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             }
         },
-        Command::Run(_) | Command::Bridge | Command::Config { .. } => ExitCode::FAILURE,
+        Command::Run(_) | Command::Bridge | Command::Config { .. } | Command::Filter { .. } => {
+            ExitCode::FAILURE
+        }
     };
     op.close().await;
     Ok(code)

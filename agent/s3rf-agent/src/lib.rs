@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod executor;
+pub mod filter;
 pub mod health;
 pub mod jetstream;
 pub mod job;

@@ -18,6 +18,8 @@ pub const COPY_DURATION: &str = "s3rf_copy_duration_seconds";
 pub const DEAD_LETTERS: &str = "s3rf_dead_letters_total";
 /// NATS reconnects.
 pub const NATS_RECONNECTS: &str = "s3rf_nats_reconnects_total";
+/// Filter decisions, by `filter` and `verdict` (`keep`, `skip`, `rename`, `error`).
+pub const FILTER_DECISIONS: &str = "s3rf_filter_decisions_total";
 /// SQS messages, by `action` (`received`, `published`, `deleted`, `skipped`).
 pub const SQS_MESSAGES: &str = "s3rf_sqs_messages_total";
 
@@ -66,4 +68,9 @@ pub fn nats_reconnect() {
 /// An SQS message was handled.
 pub fn sqs(action: &'static str) {
     counter!(SQS_MESSAGES, "action" => action).increment(1);
+}
+
+/// A filter decided.
+pub fn filter_decision(filter: &str, verdict: &'static str) {
+    counter!(FILTER_DECISIONS, "filter" => filter.to_owned(), "verdict" => verdict).increment(1);
 }

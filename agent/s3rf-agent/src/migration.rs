@@ -172,6 +172,8 @@ pub enum ObjectOutcome {
     Skipped,
     /// Dry run: would be copied.
     WouldCopy,
+    /// A filter skipped it.
+    Filtered,
     /// The copy was dead-lettered.
     CopyFailed,
     /// Mirror mode: deleted at the destination.
@@ -199,6 +201,7 @@ impl ObjectOutcome {
             ObjectOutcome::Copied
             | ObjectOutcome::Skipped
             | ObjectOutcome::WouldCopy
+            | ObjectOutcome::Filtered
             | ObjectOutcome::CopyFailed => ObjectOutcome::CopyFailed,
             _ => ObjectOutcome::DeleteFailed,
         }
@@ -210,6 +213,7 @@ impl ObjectOutcome {
             ObjectOutcome::Copied => "copied",
             ObjectOutcome::Skipped => "skipped",
             ObjectOutcome::WouldCopy => "would_copy",
+            ObjectOutcome::Filtered => "filtered",
             ObjectOutcome::CopyFailed => "copy_failed",
             ObjectOutcome::Deleted => "deleted",
             ObjectOutcome::Kept => "kept",
@@ -328,6 +332,12 @@ pub struct Tally {
     pub skipped: u64,
     /// Their bytes.
     pub skipped_bytes: u64,
+    /// Objects a filter skipped.
+    #[serde(default)]
+    pub filtered: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub filtered_bytes: u64,
     /// Dry run: objects that would be copied.
     pub would_copy: u64,
     /// Their bytes.
@@ -447,6 +457,9 @@ impl Tally {
                     }
                     ObjectOutcome::WouldCopy => {
                         (&mut self.would_copy, Some(&mut self.would_copy_bytes), true)
+                    }
+                    ObjectOutcome::Filtered => {
+                        (&mut self.filtered, Some(&mut self.filtered_bytes), true)
                     }
                     ObjectOutcome::CopyFailed => (&mut self.dead_lettered, None, true),
                     ObjectOutcome::Deleted => (&mut self.deleted, None, false),

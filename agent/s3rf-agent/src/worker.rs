@@ -263,6 +263,11 @@ fn object_record(
         Some(Outcome::WouldCopy { bytes }) => (ObjectOutcome::WouldCopy, *bytes),
         Some(Outcome::Deleted) => (ObjectOutcome::Deleted, 0),
         Some(Outcome::Kept) => (ObjectOutcome::Kept, 0),
+        Some(Outcome::Filtered { bytes, .. }) => match job {
+            Job::Copy(_) => (ObjectOutcome::Filtered, *bytes),
+            // A mirror delete that a filter holds back: the object stays.
+            _ => (ObjectOutcome::Kept, 0),
+        },
         Some(Outcome::WouldDelete) => (ObjectOutcome::WouldDelete, 0),
     };
     Some((migration, entity, outcome, bytes))

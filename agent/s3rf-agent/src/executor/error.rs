@@ -78,6 +78,8 @@ pub enum ExecError {
     BucketTaken(Target),
     #[error("cancelled by shutdown; the job goes back to the queue")]
     Cancelled,
+    #[error(transparent)]
+    Filter(#[from] crate::filter::FilterError),
 }
 
 impl ExecError {
@@ -88,6 +90,7 @@ impl ExecError {
             | ExecError::NoSuchKey(_)
             | ExecError::AccessDenied { .. }
             | ExecError::BucketTaken(_)
+            | ExecError::Filter(_)
             | ExecError::Internal { .. } => Disposition::DeadLetter,
             ExecError::Service { retryable, .. } => {
                 if *retryable {

@@ -26,6 +26,7 @@ pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
 
 use crate::config::{CopyConfig, EndpointKind};
+use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
 use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
 use crate::migration::BucketState;
 use crate::names::META_SOURCE_ETAG;
@@ -64,6 +65,15 @@ pub enum Outcome {
     Kept,
     /// Dry run: the object would be deleted.
     WouldDelete,
+    /// A filter skipped the object.
+    Filtered {
+        /// Which filter.
+        filter: String,
+        /// Its reason.
+        reason: String,
+        /// Object size (0 for deletes).
+        bytes: u64,
+    },
 }
 
 /// One object of a listing page.
@@ -103,6 +113,7 @@ struct Attributes {
 struct Source {
     facts: ObjectFacts,
     attrs: Attributes,
+    last_modified_ms: Option<i64>,
 }
 
 /// Carries out jobs.
@@ -112,6 +123,7 @@ pub struct Executor {
     copy: CopyConfig,
     buffers: Arc<Semaphore>,
     buffer_units: u64,
+    filters: Filters,
 }
 
 fn strip_quotes(etag: &str) -> String {
@@ -136,7 +148,55 @@ impl Executor {
             copy,
             buffers: Arc::new(Semaphore::new(permits)),
             buffer_units,
+            filters: Filters::default(),
         }
+    }
+
+    /// The same executor, running `filters` on every copy and delete.
+    #[must_use]
+    pub fn with_filters(mut self, filters: Filters) -> Self {
+        self.filters = filters;
+        self
+    }
+
+    /// Runs the filter chain for a delete: only names are known.
+    fn filter_delete(&self, job: &DeleteJob) -> Result<Verdict, ExecError> {
+        let src = job.src.as_ref().unwrap_or(&job.dst);
+        let input = ObjectInput {
+            kind: Some(FilterKind::Delete),
+            src_endpoint: src.endpoint.clone(),
+            src_bucket: src.bucket.clone(),
+            src_key: src.key.clone(),
+            bucket: job.dst.bucket.clone(),
+            key: job.dst.key.clone(),
+            ..ObjectInput::default()
+        };
+        Ok(self.filters.decide(input)?)
+    }
+
+    /// Runs the filter chain for a copy.
+    fn filter_copy(&self, job: &CopyJob, src: &Source) -> Result<Verdict, ExecError> {
+        let mut metadata: Vec<(String, String)> = src
+            .attrs
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        metadata.sort();
+        let input = ObjectInput {
+            kind: Some(FilterKind::Copy),
+            size: Some(src.facts.size),
+            last_modified_ms: src.last_modified_ms,
+            src_endpoint: job.src.endpoint.clone(),
+            src_bucket: job.src.bucket.clone(),
+            src_key: job.src.key.clone(),
+            bucket: job.dst.bucket.clone(),
+            key: job.dst.key.clone(),
+            etag: src.facts.etag.clone(),
+            content_type: src.attrs.content_type.clone(),
+            metadata,
+        };
+        Ok(self.filters.decide(input)?)
     }
 
     /// The endpoints this executor can reach.
@@ -200,6 +260,32 @@ impl Executor {
                 });
             }
             other => other?,
+        };
+        let renamed;
+        let job = match self.filter_copy(job, &src)? {
+            Verdict::Skip { filter, reason } => {
+                return Ok(Outcome::Filtered {
+                    filter,
+                    reason,
+                    bytes: src.facts.size,
+                });
+            }
+            Verdict::Proceed { bucket, key, .. }
+                if bucket == job.dst.bucket && key == job.dst.key =>
+            {
+                job
+            }
+            Verdict::Proceed { bucket, key, .. } => {
+                renamed = CopyJob {
+                    dst: ObjectRef {
+                        endpoint: job.dst.endpoint.clone(),
+                        bucket,
+                        key,
+                    },
+                    ..job.clone()
+                };
+                &renamed
+            }
         };
         let dst = self.head_destination(dst_store, &job.dst).await?;
         let same_endpoint = job.src.endpoint == job.dst.endpoint;
@@ -303,7 +389,12 @@ impl Executor {
             expires,
             metadata,
         };
-        Ok(Source { facts, attrs })
+        let last_modified_ms = head.last_modified().and_then(|t| t.to_millis().ok());
+        Ok(Source {
+            facts,
+            attrs,
+            last_modified_ms,
+        })
     }
 
     /// After a 404 on an object: is it the key or the whole bucket?
@@ -827,6 +918,34 @@ impl Executor {
     // ----- delete -----------------------------------------------------------
 
     async fn delete(&self, job: &DeleteJob) -> Result<Outcome, ExecError> {
+        let renamed;
+        let job = match self.filter_delete(job)? {
+            Verdict::Skip { filter, reason } => {
+                return Ok(Outcome::Filtered {
+                    filter,
+                    reason,
+                    bytes: 0,
+                });
+            }
+            Verdict::Proceed { renamed: false, .. } => job,
+            // A mirror delete names a destination key; we cannot tell which
+            // source a renamed object came from, so never delete on a guess.
+            Verdict::Proceed { .. } if job.if_source_absent => {
+                warn!("mirror delete of a key the filters would rename; kept");
+                return Ok(Outcome::Kept);
+            }
+            Verdict::Proceed { bucket, key, .. } => {
+                renamed = DeleteJob {
+                    dst: ObjectRef {
+                        endpoint: job.dst.endpoint.clone(),
+                        bucket,
+                        key,
+                    },
+                    ..job.clone()
+                };
+                &renamed
+            }
+        };
         if job.if_source_absent
             && let Some(src) = &job.src
         {
