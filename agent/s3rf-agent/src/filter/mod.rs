@@ -19,7 +19,7 @@ pub mod abi;
 mod chain;
 pub mod dir;
 pub mod error;
-mod guest;
+pub(crate) mod guest;
 
 use std::sync::{Arc, RwLock};
 
@@ -98,5 +98,91 @@ impl Filters {
             Err(e) => warn!(filters = %chain.versions(), error = %e, "filter failed"),
         }
         verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest::Compiled;
+    use super::*;
+    use crate::config::FilterLimits;
+    use std::time::Duration;
+
+    fn limits() -> FilterLimits {
+        crate::config::FilterConfig::default().limits
+    }
+
+    fn module(filter_body: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1)
+                 (data (i32.const 64) "\02\07\00\00\00renamed\00\00\00\00")
+                 (global $calls (mut i32) (i32.const 0))
+                 (func (export "s3rf_abi_version") (result i32) i32.const 1)
+                 (func (export "s3rf_alloc") (param i32) (result i32) i32.const 1024)
+                 (func (export "s3rf_filter") (param $ptr i32) (param $len i32) (result i64)
+                   {filter_body}))"#
+        ))
+        .unwrap()
+    }
+
+    fn input() -> Vec<u8> {
+        let mut buf = Vec::new();
+        abi::encode(&ObjectInput::default(), &mut buf);
+        buf
+    }
+
+    /// A loop with fuel to spare is stopped by the wall-clock deadline.
+    #[test]
+    fn deadline_stops_what_fuel_allows() {
+        let l = FilterLimits {
+            fuel: u64::MAX / 2,
+            deadline: Duration::from_millis(50),
+            ..limits()
+        };
+        let f = Compiled::load(&module("(loop $l (br $l)) (i64.const 0)"), Vec::new(), l).unwrap();
+        let started = std::time::Instant::now();
+        let err = f.decide(&input()).unwrap_err();
+        assert_eq!(err.0, Violation::Deadline(Duration::from_millis(50)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A module whose initial memory is over the cap cannot start.
+    #[test]
+    fn initial_memory_over_the_cap_is_refused() {
+        let wasm = module("(i64.const 0)");
+        let l = FilterLimits {
+            memory_bytes: 64 * 1024 - 1,
+            ..limits()
+        };
+        let err = Compiled::load(&wasm, Vec::new(), l).unwrap_err();
+        assert_eq!(err, LoadError::Start(Violation::Memory(64 * 1024 - 1)));
+    }
+
+    /// A trapped instance is thrown away: the next call gets a fresh one, so
+    /// state a trap left behind never leaks into another decision.
+    #[test]
+    fn trapped_instances_are_replaced() {
+        // Traps on its second call in an instance.
+        let f = Compiled::load(
+            &module(
+                "(global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+                 (if (i32.eq (global.get $calls) (i32.const 2)) (then unreachable))
+                 (i64.const 274877906960)",
+            ),
+            Vec::new(),
+            limits(),
+        )
+        .unwrap();
+        let renamed = Ok(abi::Decision::Rename {
+            key: "renamed".to_owned(),
+            bucket: None,
+        });
+        assert_eq!(f.decide(&input()), renamed);
+        assert!(f.decide(&input()).is_err());
+        assert_eq!(
+            f.decide(&input()),
+            renamed,
+            "a fresh instance after the trap"
+        );
     }
 }

@@ -12,6 +12,27 @@ use tempfile::TempDir;
 
 pub const MIB: usize = 1024 * 1024;
 
+/// The example filters, built once per test run by `filters/build.sh`
+/// into `filters/dist/`.
+pub fn example_filters() -> &'static std::path::Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dist = root.join("filters/dist");
+        let out = Command::new("bash")
+            .arg(root.join("filters/build.sh"))
+            .arg(&dist)
+            .output()
+            .expect("run bash filters/build.sh");
+        assert!(
+            out.status.success(),
+            "bash filters/build.sh failed (it needs `rustup target add wasm32-unknown-unknown`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dist
+    })
+}
+
 /// Agent settings a test may change.
 #[derive(Debug, Clone)]
 pub struct AgentOpts {
@@ -305,6 +326,34 @@ impl Agent {
     pub fn count_messages(&self, msg: &str) -> usize {
         let needle = format!("\"message\":\"{msg}\"");
         self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// Waits until `n` log lines have message `msg` and contain `also`.
+    pub async fn wait_message(&self, msg: &str, also: &str, n: usize) {
+        let needle = format!("\"message\":\"{msg}\"");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            let seen = log
+                .lines()
+                .filter(|l| l.contains(&needle) && l.contains(also))
+                .count();
+            if seen >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{seen} of {n} log lines {msg:?} with {also:?} after 30s; log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the agent process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     /// VmHWM of the agent process, in KiB.

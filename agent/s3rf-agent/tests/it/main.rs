@@ -5,6 +5,7 @@
 mod cli;
 mod copy;
 mod failures;
+mod filters;
 mod harness;
 mod lifecycle;
 mod migrate;
