@@ -1253,6 +1253,23 @@ mod tests {
             &[],
             Err("5GiB"),
         );
+        check("[filters]\nfuel = 5\n", &[], Err("filters.fuel"));
+        check(
+            "[filters]\ndeadline = \"soon\"\n",
+            &[],
+            Err("filters.deadline"),
+        );
+        check("[filters]\nmemory = \"8KiB\"\n", &[], Err("filters.memory"));
+        check(
+            "[filters]\nreload_interval = \"1ms\"\n",
+            &[],
+            Err("filters.reload_interval"),
+        );
+        check(
+            "[filters]\ndir = \"/x\"\nmax_output_bytes = 1\n",
+            &[],
+            Err("filters.max_output_bytes"),
+        );
     }
 
     #[test]
@@ -1262,6 +1279,18 @@ mod tests {
             .expect("systemd/agent.example.toml must validate");
         assert_eq!(cfg.endpoints.len(), 2);
         assert_eq!(cfg.copy.buffer_memory, 256 * 1024 * 1024);
+        assert_eq!(cfg.filters.dir, Some(PathBuf::from("/etc/s3rf/filters")));
+        assert_eq!(cfg.filters, {
+            let mut d = FilterConfig::default();
+            d.dir = cfg.filters.dir.clone();
+            d
+        });
+    }
+
+    #[test]
+    fn filter_defaults_match_the_raw_defaults() {
+        let validated = validate_filters(RawFilters::default()).expect("defaults validate");
+        assert_eq!(validated, FilterConfig::default());
     }
 
     #[test]
