@@ -27,6 +27,8 @@ pub enum AgentError {
     Store(#[from] StoreError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Embedded(#[from] crate::embedded::EmbeddedError),
 }
 
 /// Options of `s3rf-agent run` beyond the config file.
@@ -37,7 +39,17 @@ pub struct RunOptions {
 }
 
 /// Runs the agent until a signal (or idleness) stops it.
-pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
+pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError> {
+    // Embedded mode: our own nats-server, started on this (the main) thread
+    // so that the kernel stops it if the agent dies; stopped when `run` ends.
+    let mut embedded = match &config.nats.embedded {
+        Some(e) => {
+            let server = crate::embedded::EmbeddedNats::start(e)?;
+            config.nats.url = server.url.clone();
+            Some(server)
+        }
+        None => None,
+    };
     let metrics_handle = config
         .metrics_listen
         .and_then(|_| crate::metrics::install());
@@ -154,6 +166,10 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), AgentError> {
     shared.tracker.wait().await;
     // Acks and naks are fire-and-forget publishes; make sure they left.
     let _ = client.flush().await;
+    drop(client);
+    if let Some(server) = embedded.as_mut() {
+        server.stop();
+    }
     info!("agent stopped");
     Ok(())
 }

@@ -27,6 +27,8 @@ pub enum BridgeError {
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]
+    Embedded(#[from] crate::embedded::EmbeddedError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("no [[bridge.queues]] configured; add one (see README, Continuous sync)")]
     NoQueues,
@@ -48,7 +50,8 @@ struct Counts {
 }
 
 /// Runs the bridge until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), BridgeError> {
+pub async fn run(mut config: Config) -> Result<(), BridgeError> {
+    crate::embedded::resolve_client_url(&mut config.nats)?;
     if config.bridge.queues.is_empty() {
         return Err(BridgeError::NoQueues);
     }

@@ -396,9 +396,20 @@ pub struct MigrateConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNats {
-    /// Server URL(s), comma separated, e.g. `nats://127.0.0.1:4222`.
+    /// Server URL(s), comma separated, e.g. `nats://127.0.0.1:4222`; or
+    /// `embedded` (the default): the agent runs its own nats-server on
+    /// loopback with its store under `store_dir`.
     #[serde(default = "default_nats_url")]
     pub url: String,
+    /// Embedded mode: where the JetStream store lives. Default:
+    /// `$STATE_DIRECTORY/nats` under systemd, else `/var/lib/s3rf/nats` for
+    /// root, else `$XDG_STATE_HOME/s3rf/nats` (`~/.local/state/s3rf/nats`).
+    #[serde(default)]
+    pub store_dir: Option<PathBuf>,
+    /// Embedded mode: the nats-server binary; found on PATH or next to
+    /// s3rf-agent when absent.
+    #[serde(default)]
+    pub server_bin: Option<PathBuf>,
     /// Namespace for subjects (`<prefix>.copy`) and streams (`<PREFIX>_JOBS`).
     #[serde(default = "default_prefix")]
     pub prefix: String,
@@ -444,6 +455,8 @@ impl Default for RawNats {
     fn default() -> Self {
         Self {
             url: default_nats_url(),
+            store_dir: None,
+            server_bin: None,
             prefix: default_prefix(),
             credentials_file: None,
             nkey_seed_file: None,
@@ -462,8 +475,11 @@ impl Default for RawNats {
 }
 
 fn default_nats_url() -> String {
-    "nats://127.0.0.1:4222".to_owned()
+    EMBEDDED.to_owned()
 }
+
+/// The `[nats] url` that selects embedded mode.
+pub const EMBEDDED: &str = "embedded";
 fn default_prefix() -> String {
     "s3rf".to_owned()
 }
@@ -693,8 +709,10 @@ pub enum NatsAuth {
 /// Validated `[nats]`.
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
-    /// Server URL(s).
+    /// Server URL(s); `embedded` until the embedded server is resolved.
     pub url: String,
+    /// Embedded mode: run (agent) or find (CLI, bridge) a local nats-server.
+    pub embedded: Option<EmbeddedNatsConfig>,
     /// Subject and stream namespace.
     pub prefix: String,
     /// Authentication.
@@ -711,6 +729,15 @@ pub struct NatsConfig {
     pub max_ack_pending: u32,
     /// Stream replicas.
     pub replicas: usize,
+}
+
+/// Validated embedded-mode settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedNatsConfig {
+    /// Store directory, when configured (else resolved from the environment).
+    pub store_dir: Option<PathBuf>,
+    /// nats-server binary, when configured.
+    pub server_bin: Option<PathBuf>,
 }
 
 /// Where an endpoint's credentials come from.
@@ -958,7 +985,20 @@ fn is_token(s: &str) -> bool {
 
 fn validate_nats(raw: RawNats) -> Result<NatsConfig, ConfigError> {
     if raw.url.trim().is_empty() {
-        return Err(invalid("nats.url", "must not be empty"));
+        return Err(invalid(
+            "nats.url",
+            "must not be empty; leave it out (or set \"embedded\") to run a local nats-server",
+        ));
+    }
+    let embedded = (raw.url.trim() == EMBEDDED).then(|| EmbeddedNatsConfig {
+        store_dir: raw.store_dir.clone(),
+        server_bin: raw.server_bin.clone(),
+    });
+    if embedded.is_none() && (raw.store_dir.is_some() || raw.server_bin.is_some()) {
+        return Err(invalid(
+            "nats.store_dir",
+            "store_dir and server_bin only apply to url = \"embedded\"; remove them or the url",
+        ));
     }
     if !is_token(&raw.prefix) {
         return Err(invalid(
@@ -1018,8 +1058,15 @@ fn validate_nats(raw: RawNats) -> Result<NatsConfig, ConfigError> {
     if !(1..=5).contains(&raw.replicas) {
         return Err(invalid("nats.replicas", "must be between 1 and 5"));
     }
+    if embedded.is_some() && auth != NatsAuth::None {
+        return Err(invalid(
+            "nats",
+            "the embedded nats-server listens on loopback without authentication; remove the credentials or set url",
+        ));
+    }
     Ok(NatsConfig {
         url: raw.url,
+        embedded,
         prefix: raw.prefix,
         auth,
         tls_ca_file: raw.tls_ca_file,
@@ -1190,7 +1237,11 @@ mod tests {
         check(GOOD, &[], Ok("part_size: 8388608"));
         check(GOOD, &[], Ok("env(A_KEY, A_SECRET)"));
         check(GOOD, &[], Ok("checksums: WhenSupported"));
-        check("", &[], Ok("url: \"nats://127.0.0.1:4222\""));
+        check(
+            "",
+            &[],
+            Ok("url: \"embedded\", embedded: Some(EmbeddedNatsConfig { store_dir: None"),
+        );
     }
 
     #[test]
@@ -1255,6 +1306,16 @@ mod tests {
         );
         check("[filters]\nfuel = 5\n", &[], Err("filters.fuel"));
         check(
+            "[nats]\nurl = \"nats://h:4222\"\nstore_dir = \"/x\"\n",
+            &[],
+            Err("only apply to url = \"embedded\""),
+        );
+        check(
+            "[nats]\ntoken_env = \"T\"\n",
+            &[],
+            Err("embedded nats-server listens on loopback without authentication"),
+        );
+        check(
             "[filters]\ndeadline = \"soon\"\n",
             &[],
             Err("filters.deadline"),
@@ -1280,11 +1341,13 @@ mod tests {
         assert_eq!(cfg.endpoints.len(), 2);
         assert_eq!(cfg.copy.buffer_memory, 256 * 1024 * 1024);
         assert_eq!(cfg.filters.dir, Some(PathBuf::from("/etc/s3rf/filters")));
-        assert_eq!(cfg.filters, {
-            let mut d = FilterConfig::default();
-            d.dir = cfg.filters.dir.clone();
-            d
-        });
+        assert_eq!(
+            cfg.filters,
+            FilterConfig {
+                dir: cfg.filters.dir.clone(),
+                ..FilterConfig::default()
+            }
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod embedded;
 pub mod events;
 pub mod executor;
 pub mod filter;

@@ -21,6 +21,8 @@ use crate::names::{
 pub enum OpsError {
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Embedded(#[from] crate::embedded::EmbeddedError),
     #[error("no migration {0}; `s3rf-agent status` lists them")]
     NoMigration(String),
     #[error("no dead letter {0}; `s3rf-agent dlq list` lists them")]
@@ -150,7 +152,8 @@ impl std::str::FromStr for Location {
 impl Operator {
     /// Connects and makes sure the streams exist (so publishing works before
     /// any agent has started).
-    pub async fn connect(config: Config) -> Result<Self, OpsError> {
+    pub async fn connect(mut config: Config) -> Result<Self, OpsError> {
+        crate::embedded::resolve_client_url(&mut config.nats)?;
         let names = Names::new(&config.nats.prefix);
         let client = js_setup::connect(&config.nats, "s3rf-cli").await?;
         let js = jetstream::new(client.clone());

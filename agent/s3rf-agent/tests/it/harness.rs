@@ -50,6 +50,8 @@ pub struct AgentOpts {
     pub extra_toml: String,
     /// Extra environment for the agent process.
     pub env: Vec<(String, String)>,
+    /// Embedded mode: no `[nats] url`, this store directory.
+    pub embedded_store: Option<PathBuf>,
 }
 
 impl Default for AgentOpts {
@@ -67,6 +69,7 @@ impl Default for AgentOpts {
             page_size: 1000,
             extra_toml: String::new(),
             env: Vec::new(),
+            embedded_store: None,
         }
     }
 }
@@ -107,7 +110,7 @@ impl TestEnv {
         format!(
             r#"
 [nats]
-url = "{nats}"
+{nats}
 ack_wait_secs = {ack_wait}
 max_deliver = {max_deliver}
 
@@ -155,7 +158,10 @@ tally_interval_ms = 200
 
 {extra}
 "#,
-            nats = self.nats.url(),
+            nats = match &o.embedded_store {
+                Some(dir) => format!("store_dir = \"{}\"", dir.display()),
+                None => format!("url = \"{}\"", self.nats.url()),
+            },
             ack_wait = o.ack_wait_secs,
             max_deliver = o.max_deliver,
             moto = self.moto.url(),

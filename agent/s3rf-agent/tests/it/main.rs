@@ -4,6 +4,7 @@
 
 mod cli;
 mod copy;
+mod embedded;
 mod failures;
 mod filters;
 mod harness;
