@@ -440,3 +440,65 @@ async fn hostile_filters_are_contained() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
+
+/// `filter test` decides keys from arguments or from stdin (`KEY<TAB>SIZE`),
+/// with parameters found beside the module, and exits 1 on a refused filter.
+#[test]
+fn filter_test_command() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "max-size", "max.wasm");
+    std::fs::write(dir.path().join("max.toml"), "max_bytes = 100\n").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_s3rf-agent"))
+        .args(["filter", "test"])
+        .arg(dir.path().join("max.wasm"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"small\t10\nbig/one\t5000\nunknown\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "small\tkeep\nbig/one\tskip\t5000 bytes is over max_bytes 100\nunknown\tkeep\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("filter max.wasm@"));
+
+    install(dir.path(), "date-partition", "dp.wasm");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3rf-agent"))
+        .args(["filter", "test"])
+        .arg(dir.path().join("dp.wasm"))
+        .args(["logs/2024-05-01-app.log", "notes.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "logs/2024-05-01-app.log\trename\tlogs/year=2024/month=05/day=01/app.log\nnotes.txt\tkeep\n"
+    );
+
+    std::fs::write(dir.path().join("bad.json"), "{\"nope\": 1}").unwrap();
+    install(dir.path(), "skip-glob", "bad.wasm");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3rf-agent"))
+        .args(["filter", "test"])
+        .arg(dir.path().join("bad.wasm"))
+        .arg("k")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("error: filter bad.wasm refused: could not start: init refused its parameters: invalid parameters: unknown field `nope`"),
+        "{stderr}"
+    );
+}
