@@ -16,8 +16,13 @@ mkdir -p "$out"
 for crate in skip-glob rename-prefix date-partition max-size; do
     cp "target/wasm32-unknown-unknown/release/${crate//-/_}.wasm" "$out/$crate.wasm"
 done
-host=$(rustc -vV | sed -n 's/^host: //p')
-cargo run --quiet --release --locked --manifest-path tools/wat2wasm/Cargo.toml \
-    --target "$host" --target-dir "$here/target" -- \
-    examples/skip-empty-wat/skip-empty.wat "$out/skip-empty.wasm"
+# WAT2WASM=wat2wasm (e.g. wabt's, as Nix does) skips building our own converter.
+if [ -n "${WAT2WASM:-}" ]; then
+    "$WAT2WASM" examples/skip-empty-wat/skip-empty.wat -o "$out/skip-empty.wasm"
+else
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    cargo run --quiet --release --locked --manifest-path tools/wat2wasm/Cargo.toml \
+        --target "$host" --target-dir "$here/target" -- \
+        examples/skip-empty-wat/skip-empty.wat "$out/skip-empty.wasm"
+fi
 ls -l "$out"/*.wasm | awk '{print $5, $9}' >&2

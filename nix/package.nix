@@ -1,6 +1,10 @@
+# The agent: s3rf-agent with nats-server on its PATH (for embedded mode) and
+# the systemd units under lib/systemd/system.
 {
   lib,
   rustPlatform,
+  makeWrapper,
+  nats-server,
 }:
 rustPlatform.buildRustPackage {
   pname = "s3rf-agent";
@@ -8,17 +12,23 @@ rustPlatform.buildRustPackage {
   src = lib.cleanSource ../.;
   cargoLock.lockFile = ../Cargo.lock;
   cargoBuildFlags = ["-p" "s3rf-agent"];
-  # The integration tests need nats-server and S3 servers; run them with
-  # `bash .ci/test` outside the sandbox.
+  nativeBuildInputs = [makeWrapper];
+  # The integration tests need nats-server and S3 servers; checks.tests runs
+  # them with the servers as inputs.
   doCheck = false;
   postInstall = ''
-    install -Dm644 systemd/s3rf-agent.service $out/lib/systemd/system/s3rf-agent.service
-    substituteInPlace $out/lib/systemd/system/s3rf-agent.service \
-      --replace-fail /usr/bin/s3rf-agent $out/bin/s3rf-agent
+    wrapProgram $out/bin/s3rf-agent --suffix PATH : ${lib.makeBinPath [nats-server]}
+    for unit in s3rf-agent.service s3rf-agent@.service s3rf-bridge.service; do
+      install -Dm644 systemd/$unit $out/lib/systemd/system/$unit
+      substituteInPlace $out/lib/systemd/system/$unit \
+        --replace-fail /usr/bin/s3rf-agent $out/bin/s3rf-agent
+    done
+    install -Dm644 systemd/agent.example.toml $out/share/s3rf/agent.example.toml
   '';
   meta = {
     description = "Copy objects between S3-compatible stores from NATS JetStream jobs";
     mainProgram = "s3rf-agent";
     license = lib.licenses.asl20;
+    platforms = lib.platforms.linux;
   };
 }

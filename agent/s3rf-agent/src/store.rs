@@ -20,7 +20,7 @@ use crate::config::{ChecksumMode, CredentialSource, EndpointConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "endpoint {endpoint}: environment variable {var} (endpoints.{endpoint}.{field}) is not set; export it before starting the agent"
+        "endpoint {endpoint}: environment variable {var} (endpoints.{endpoint}.{field}) is not set and no systemd credential {var} exists; export it, or pass it with LoadCredential={var}:FILE"
     )]
     MissingEnv {
         endpoint: String,
@@ -47,8 +47,18 @@ pub struct Stores {
     stores: BTreeMap<String, Store>,
 }
 
+/// A secret named `var`: the environment variable, or else the systemd
+/// credential of that name (`LoadCredential=VAR:FILE`, read from
+/// `$CREDENTIALS_DIRECTORY`), trailing newline removed.
 fn read_env(endpoint: &str, var: &str, field: &'static str) -> Result<String, StoreError> {
-    std::env::var(var).map_err(|_| StoreError::MissingEnv {
+    if let Ok(v) = std::env::var(var) {
+        return Ok(v);
+    }
+    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .filter(|d| !d.is_empty() && !var.contains('/'))
+        .and_then(|d| std::fs::read_to_string(std::path::Path::new(&d).join(var)).ok())
+        .map(|v| v.trim_end_matches(['\n', '\r']).to_owned());
+    credential.ok_or_else(|| StoreError::MissingEnv {
         endpoint: endpoint.to_owned(),
         var: var.to_owned(),
         field,

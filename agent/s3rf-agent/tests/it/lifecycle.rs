@@ -248,6 +248,57 @@ async fn exit_when_idle_stops_an_idle_agent() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("exit-when-idle"));
 }
 
+/// Secrets can come as systemd credentials (`LoadCredential=`): a key that is
+/// not in the environment is read from `$CREDENTIALS_DIRECTORY/<VAR>`; with
+/// neither, the agent refuses to start and says both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_from_systemd_credentials() {
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let moto = env.moto.client();
+    let src = make_bucket(&fs, "cred-src").await;
+    let dst = make_bucket(&moto, "cred-dst").await;
+    put(&fs, &src, "k", pattern_bytes(1000, 3)).await;
+    let creds = env.dir.path().join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(
+        creds.join("T_FS_SECRET"),
+        format!("{}\n", env.fs.secret_key),
+    )
+    .unwrap();
+    let config = env.write_config(&AgentOpts::default());
+    env.publish_copy(("fs", &src, "k"), ("moto", &dst, None))
+        .await;
+    let out = env
+        .agent_command(&config)
+        .env_remove("T_FS_SECRET")
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .args(["run", "--exit-when-idle", "2s"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(&moto, &dst, "k").await, pattern_bytes(1000, 3));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&env.fs.secret_key));
+
+    let out = env
+        .agent_command(&config)
+        .env_remove("T_FS_SECRET")
+        .args(["run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("environment variable T_FS_SECRET (endpoints.fs.secret_access_key_env) is not set and no systemd credential T_FS_SECRET exists; export it, or pass it with LoadCredential=T_FS_SECRET:FILE"),
+        "{stderr}"
+    );
+}
+
 /// Object bytes in memory stay within `buffer_memory`: a 60 MiB streamed copy
 /// with a 16 MiB budget keeps the agent's peak RSS near budget + constant.
 #[tokio::test(flavor = "multi_thread")]
