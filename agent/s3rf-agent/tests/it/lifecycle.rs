@@ -267,8 +267,17 @@ async fn secrets_from_systemd_credentials() {
     )
     .unwrap();
     let config = env.write_config(&AgentOpts::default());
-    env.publish_copy(("fs", &src, "k"), ("moto", &dst, None))
-        .await;
+    // The CLI creates the streams and publishes the job.
+    let out = env
+        .agent_command(&config)
+        .args(["copy", &format!("fs:{src}/k"), &format!("moto:{dst}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = env
         .agent_command(&config)
         .env_remove("T_FS_SECRET")
@@ -294,7 +303,7 @@ async fn secrets_from_systemd_credentials() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("environment variable T_FS_SECRET (endpoints.fs.secret_access_key_env) is not set and no systemd credential T_FS_SECRET exists; export it, or pass it with LoadCredential=T_FS_SECRET:FILE"),
+        stderr.contains("error: endpoint down: environment variable T_FS_SECRET (endpoints.down.secret_access_key_env) is not set and no systemd credential T_FS_SECRET exists; export it, or pass it with LoadCredential=T_FS_SECRET:FILE"),
         "{stderr}"
     );
 }
