@@ -13,10 +13,14 @@ use tempfile::TempDir;
 pub const MIB: usize = 1024 * 1024;
 
 /// The example filters, built once per test run by `filters/build.sh`
-/// into `filters/dist/`.
+/// into `filters/dist/` (or prebuilt in `$S3RF_TEST_FILTERS`).
 pub fn example_filters() -> &'static std::path::Path {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
+        // Prebuilt (Nix builds them separately): S3RF_TEST_FILTERS=<dir>.
+        if let Some(dir) = std::env::var_os("S3RF_TEST_FILTERS") {
+            return PathBuf::from(dir);
+        }
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let dist = root.join("filters/dist");
         let out = Command::new("bash")

@@ -1,0 +1,90 @@
+# `import nixpkgs { system; overlays; }` for the stub: packages are
+# placeholder derivations; functions check their arguments' names the way
+# nixpkgs' do (callPackage fills only arguments that exist).
+{
+  system,
+  overlays ? [],
+}: let
+  lib = import ./lib.nix;
+  drv = name: attrs: let
+    # Like stdenv.mkDerivation, string and list attributes (phases, inputs,
+    # flags) become the derivation's environment, so every package and path
+    # they mention must exist.
+    env = builtins.removeAttrs (builtins.listToAttrs (map (n: {
+        name = n;
+        value = attrs.${n};
+      }) (builtins.filter (n: builtins.isString attrs.${n} || builtins.isList attrs.${n}) (builtins.attrNames attrs))))
+    ["name" "system" "builder" "args"];
+    d =
+      derivation (env
+        // {
+          inherit name system;
+          builder = "/bin/sh";
+          args = ["-c" "echo stub nixpkgs cannot build > $out; exit 1"];
+        })
+      // {
+        meta = attrs.meta or {};
+        nativeBuildInputs = attrs.nativeBuildInputs or [];
+        overrideAttrs = f: drv (f (attrs // {inherit name;})).pname or name (attrs // f attrs);
+        passthru = attrs.passthru or {};
+      };
+  in
+    d;
+  pkg = name: drv name {meta.mainProgram = name;};
+  base = self: {
+    inherit lib system;
+    stdenv.hostPlatform.system = system;
+    callPackage = fn: overrides: let
+      f =
+        if builtins.isPath fn
+        then import fn
+        else fn;
+      args = builtins.intersectAttrs (builtins.functionArgs f) (self // overrides);
+    in
+      f (args // overrides);
+    rustPlatform.buildRustPackage = attrs:
+      assert attrs ? cargoLock || attrs ? cargoHash;
+        drv "${attrs.pname}-${attrs.version}" attrs;
+    fetchCrate = {
+      pname,
+      version,
+      hash,
+    }:
+      assert lib.hasPrefix "sha256-" hash; drv "${pname}-${version}.tar.gz" {};
+    dockerTools.streamLayeredImage = attrs:
+      assert attrs ? name && attrs ? config; drv "${attrs.name}.tar.gz" attrs;
+    writeShellApplication = attrs:
+      assert attrs ? name && attrs ? text; drv attrs.name (attrs // {meta = (attrs.meta or {}) // {mainProgram = attrs.name;};});
+    writeText = name: _text: drv name {};
+    runCommand = name: _env: _script: drv name {};
+    linkFarm = name: _entries: drv name {};
+    mkShell = attrs: assert attrs ? packages; drv "shell" attrs;
+    formats.toml = _: {
+      type = lib.types.attrsOf lib.types.str;
+      generate = name: value: builtins.seq (builtins.toJSON value) (drv name {});
+    };
+    testers.runNixOSTest = test: import ./nixos-test.nix {inherit lib test drv self;};
+    python3.withPackages = f: let
+      ps = {
+        moto = pkg "moto" // {optional-dependencies.server = [(pkg "flask")];};
+        boto3 = pkg "boto3";
+      };
+    in
+      builtins.seq (f ps) (pkg "python3-env");
+    makeWrapper = pkg "make-wrapper";
+    nats-server = pkg "nats-server";
+    natscli = pkg "nats";
+    awscli2 = pkg "aws";
+    rustup = pkg "rustup";
+    rustfmt = pkg "rustfmt";
+    clippy = pkg "clippy";
+    wabt = pkg "wat2wasm";
+    deadnix = pkg "deadnix";
+    alejandra = pkg "alejandra";
+    cacert = pkg "cacert";
+    minio-client = pkg "mc";
+  };
+  fix = f: let x = f x; in x;
+  applied = fix (self: builtins.foldl' (acc: o: acc // o self acc) (base self) overlays);
+in
+  applied
