@@ -74,3 +74,46 @@ pub fn sqs(action: &'static str) {
 pub fn filter_decision(filter: &str, verdict: &'static str) {
     counter!(FILTER_DECISIONS, "filter" => filter.to_owned(), "verdict" => verdict).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `s3rf_*` series the shipped dashboard and alert rules query is
+    /// one the agent exports (histograms add `_bucket`, `_sum`, `_count`).
+    #[test]
+    fn dashboard_and_alerts_use_exported_metrics() {
+        let known = [
+            JOBS,
+            COPIED_BYTES,
+            COPIES_IN_FLIGHT,
+            COPY_DURATION,
+            DEAD_LETTERS,
+            NATS_RECONNECTS,
+            FILTER_DECISIONS,
+            SQS_MESSAGES,
+        ];
+        let dashboard = include_str!("../../../systemd/monitoring/s3rf-dashboard.json");
+        let alerts = include_str!("../../../systemd/monitoring/s3rf-alerts.yml");
+        let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        assert_eq!(json["panels"].as_array().map(Vec::len), Some(9));
+        let mut seen = 0;
+        for text in [dashboard, alerts] {
+            let mut rest = text;
+            while let Some(i) = rest.find("s3rf_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                    .collect();
+                rest = &rest[i + name.len()..];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|b| *b == COPY_DURATION))
+                    .unwrap_or(&name);
+                assert!(known.contains(&base), "{name} is not exported by the agent");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 15, "only {seen} metric references found");
+    }
+}
