@@ -37,6 +37,17 @@ pub struct ObjectRef {
     pub key: String,
 }
 
+impl ObjectRef {
+    /// The same endpoint, another bucket and key (a filter's rename).
+    pub fn moved_to(&self, bucket: String, key: String) -> Self {
+        Self {
+            endpoint: self.endpoint.clone(),
+            bucket,
+            key,
+        }
+    }
+}
+
 impl std::fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}/{}", self.endpoint, self.bucket, self.key)

@@ -270,18 +270,10 @@ impl Executor {
                     bytes: src.facts.size,
                 });
             }
-            Verdict::Proceed { bucket, key, .. }
-                if bucket == job.dst.bucket && key == job.dst.key =>
-            {
-                job
-            }
+            Verdict::Proceed { renamed: false, .. } => job,
             Verdict::Proceed { bucket, key, .. } => {
                 renamed = CopyJob {
-                    dst: ObjectRef {
-                        endpoint: job.dst.endpoint.clone(),
-                        bucket,
-                        key,
-                    },
+                    dst: job.dst.moved_to(bucket, key),
                     ..job.clone()
                 };
                 &renamed
@@ -936,11 +928,7 @@ impl Executor {
             }
             Verdict::Proceed { bucket, key, .. } => {
                 renamed = DeleteJob {
-                    dst: ObjectRef {
-                        endpoint: job.dst.endpoint.clone(),
-                        bucket,
-                        key,
-                    },
+                    dst: job.dst.moved_to(bucket, key),
                     ..job.clone()
                 };
                 &renamed
