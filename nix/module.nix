@@ -189,7 +189,7 @@ in {
     };
 
     bridge = {
-      enable = mkEnableOption "the SQS ingress bridge (s3rf-bridge.service), with the same settings";
+      enable = mkEnableOption "the SQS ingress bridge (s3rf-bridge.service), with the same settings (they must set nats.url)";
     };
   };
 
@@ -198,6 +198,10 @@ in {
       {
         assertion = cfg.environmentFile == null || !lib.hasPrefix builtins.storeDir (toString cfg.environmentFile);
         message = "services.s3rf-agent.environmentFile must not be in the Nix store (it holds secrets and the store is world-readable)";
+      }
+      {
+        assertion = !cfg.bridge.enable || (cfg.settings.nats.url or "embedded") != "embedded";
+        message = "services.s3rf-agent.bridge needs settings.nats.url: the embedded nats-server belongs to the agent's own state directory";
       }
       {
         assertion = lib.all (p: !lib.hasPrefix builtins.storeDir (toString p)) (lib.attrValues cfg.credentials);
