@@ -78,7 +78,12 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     let (filters, watcher) =
         tokio::task::spawn_blocking(move || crate::filter::Filters::start(&filter_config))
             .await
-            .unwrap_or_default();
+            .unwrap_or_else(|e| {
+                // Loading cannot panic by design; if it did, run without
+                // filters rather than not at all, and say so.
+                tracing::error!(error = %e, "loading filters failed; running without filters");
+                Default::default()
+            });
     let client = js_setup::connect(&config.nats, "s3rf-agent").await?;
     let js = async_nats::jetstream::new(client.clone());
     js_setup::ensure_streams(&js, &names, &config.nats).await?;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use s3rf_testkit::{pattern_bytes, unique_bucket};
 
@@ -438,7 +437,6 @@ async fn hostile_filters_are_contained() {
             "{stdout}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// `filter test` decides keys from arguments or from stdin (`KEY<TAB>SIZE`),
