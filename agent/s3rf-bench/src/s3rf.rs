@@ -1,0 +1,142 @@
+//! s3rf as users run it: a fresh nats-server, N agents, one migration job;
+//! the clock runs from publishing the job to the ledger saying complete.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use s3rf_testkit::NatsServer;
+
+use crate::peers::{Route, Tuning};
+use crate::usage::{Usage, proc_cpu, proc_kib, spawn_logged, tail, terminate, wait4};
+
+/// Runs one migration of `route` with `agents` agents.
+pub async fn run(agent_bin: &Path, agents: usize, route: &Route<'_>, t: &Tuning) -> Result<Usage> {
+    let mut nats = NatsServer::start()?;
+    let nats_pid = nats.pid().context("nats-server has no pid")?;
+    let config = route.work.join(format!("{}.toml", route.label));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[nats]
+url = "{nats}"
+[endpoints.src]
+url = "{src}"
+path_style = true
+access_key_id_env = "SRC_KEY"
+secret_access_key_env = "SRC_SECRET"
+[endpoints.dst]
+url = "{dst}"
+path_style = true
+access_key_id_env = "DST_KEY"
+secret_access_key_env = "DST_SECRET"
+[copy]
+concurrency = {c}
+part_concurrency = {pc}
+part_size = {ps}
+multipart_threshold = {mt}
+server_side_multipart_threshold = {smt}
+[log]
+level = "warn"
+"#,
+            nats = nats.url(),
+            src = route.src.url(),
+            dst = route.dst.url(),
+            c = t.concurrency,
+            pc = t.part_concurrency,
+            ps = t.part_size,
+            mt = t.multipart_threshold,
+            smt = t.server_side_multipart_threshold,
+        ),
+    )?;
+    let mut children = Vec::new();
+    for n in 0..agents {
+        let log = route.work.join(format!("{}.agent{n}.log", route.label));
+        let mut cmd = Command::new(agent_bin);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("SRC_KEY", &route.src.access_key)
+            .env("SRC_SECRET", &route.src.secret_key)
+            .env("DST_KEY", &route.dst.access_key)
+            .env("DST_SECRET", &route.dst.secret_key);
+        children.push((spawn_logged(&mut cmd, &log)?, log));
+    }
+    let result = migrate(&nats, agents, route, &children).await;
+    let nats_cpu = proc_cpu(nats_pid);
+    let nats_rss = proc_kib(nats_pid, "VmHWM:");
+    let mut usage = Usage {
+        cpu: nats_cpu,
+        peak_rss_kib: nats_rss,
+        ..Usage::default()
+    };
+    for (child, log) in children {
+        let pid = child.id();
+        terminate(pid);
+        let (code, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
+        std::mem::forget(child);
+        if code != 0 {
+            bail!("agent exited with {code}; {} ends:\n{}", log.display(), tail(&log));
+        }
+        usage.cpu += ru.cpu;
+        usage.peak_rss_kib += ru.max_rss_kib;
+    }
+    nats.stop();
+    usage.wall = result?;
+    Ok(usage)
+}
+
+async fn migrate(
+    nats: &NatsServer,
+    agents: usize,
+    route: &Route<'_>,
+    children: &[(std::process::Child, std::path::PathBuf)],
+) -> Result<Duration> {
+    let js = async_nats::jetstream::new(nats.connect().await?);
+    let names = s3rf_agent::names::Names::new("s3rf");
+    // Ready when every agent's consumers exist.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = match js.get_stream(names.jobs_stream()).await {
+            Ok(mut s) => s.info().await.map(|i| i.state.consumer_count).unwrap_or(0) > 0,
+            Err(_) => false,
+        };
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = &children[0].1;
+            bail!("agent did not start; {} ends:\n{}", log.display(), tail(log));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the other agents join their consumers.
+    tokio::time::sleep(Duration::from_millis(300 * agents as u64)).await;
+    let ledger = s3rf_agent::ledger::Ledger::open(&js, &names, 1).await?;
+    let id = route.label.replace(['.', ' '], "-");
+    let job = serde_json::json!({
+        "id": id, "src": "src", "dst": "dst",
+        "buckets": [route.src_bucket],
+        "bucket_map": {route.src_bucket: route.dst_bucket},
+    });
+    let t0 = Instant::now();
+    js.publish(
+        names.job_subject(s3rf_agent::names::JobKind::Migrate), job.to_string().into())
+        .await?
+        .await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t = ledger.fold(&id).await?;
+        if t.complete() {
+            if t.dead_lettered != 0 || t.buckets.values().any(|b| b.reason.is_some()) {
+                bail!("s3rf migration {id} finished with failures: {t:?}");
+            }
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > Duration::from_secs(3600) {
+            bail!("s3rf migration {id} did not complete within an hour: {t:?}");
+        }
+    }
+}
