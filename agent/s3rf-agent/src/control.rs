@@ -150,6 +150,7 @@ impl Control<'_> {
                     prefix: spec.prefix.clone(),
                     delete_extraneous: spec.delete_extraneous,
                     dry_run: spec.dry_run,
+                    dst_bucket_new: false,
                 };
                 let msg_id = format!("{id}:bucket:{}", migration::bucket_entity(src_bucket));
                 self.outgoing(JobKind::Bucket, msg_id, &scope)
@@ -200,9 +201,15 @@ impl Control<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut jobs = vec![self.list_job(scope, Side::Source, 0, None)];
+        // Copies into a bucket this migration created have nothing to
+        // compare with on their first delivery.
+        let listing = Scope(s3rf_wire::MigrationScope {
+            dst_bucket_new: state == BucketState::Created,
+            ..s.clone()
+        });
+        let mut jobs = vec![self.list_job(&listing, Side::Source, 0, None)];
         if s.delete_extraneous && state != BucketState::WouldCreate {
-            jobs.push(self.list_job(scope, Side::Destination, 0, None));
+            jobs.push(self.list_job(&listing, Side::Destination, 0, None));
         }
         // Listing starts only now that the bucket exists.
         self.publish_all(jobs).await?;
@@ -255,6 +262,8 @@ impl Control<'_> {
                         dry_run: s.dry_run,
                         sequencer: None,
                         skip_if_source_missing: false,
+                        listed_size: Some(obj.size),
+                        dst_bucket_new: s.dst_bucket_new,
                     };
                     let entity = migration::object_entity(&s.bucket, Side::Source, &obj.key);
                     jobs.push(self.outgoing(

@@ -266,6 +266,8 @@ pub fn map_event(ev: &ObjectEvent, route: &QueueConfig, fallback: &str) -> (Mapp
             dry_run: false,
             sequencer: ev.sequencer.clone(),
             skip_if_source_missing: true,
+            listed_size: ev.size,
+            dst_bucket_new: false,
         }),
         EventKind::Removed if route.propagate_deletes => Mapped::Delete(s3rf_wire::DeleteJob {
             dst: s3rf_wire::DestinationObject {

@@ -71,6 +71,12 @@ pub struct CopyJob {
     pub sequencer: Option<String>,
     /// A missing source skips instead of failing (event sync).
     pub skip_if_source_missing: bool,
+    /// The source's size as listed: a hint for reading small objects with
+    /// one GET.
+    pub listed_size: Option<u64>,
+    /// Nothing can be at the destination yet (a bucket the migration created,
+    /// first delivery): skip the destination HEAD.
+    pub skip_destination_head: bool,
 }
 
 /// A validated delete job.
@@ -156,6 +162,9 @@ impl Job {
                     dry_run: w.dry_run,
                     sequencer: check.optional("sequencer", w.sequencer)?,
                     skip_if_source_missing: w.skip_if_source_missing,
+                    listed_size: w.listed_size,
+                    // The worker clears it on redeliveries.
+                    skip_destination_head: w.dst_bucket_new,
                 };
                 Ok(Job::Copy(job))
             }

@@ -237,6 +237,8 @@ impl Operator {
             dry_run: false,
             sequencer: None,
             skip_if_source_missing: false,
+            listed_size: None,
+            dst_bucket_new: false,
         };
         self.publish(
             JobKind::Copy,

@@ -39,6 +39,9 @@ pub struct Store {
     /// Set once the store answered that it has no object tagging, so later
     /// copies skip the request.
     pub no_tagging: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set once a GET has carried `x-amz-tagging-count`: from then on its
+    /// absence means no tags, and untagged objects need no GetObjectTagging.
+    pub counts_tags: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// All endpoints of the agent, by name.
@@ -77,6 +80,7 @@ impl Stores {
                     config: config.clone(),
                     client,
                     no_tagging: Default::default(),
+                    counts_tags: Default::default(),
                 },
             );
         }

@@ -154,6 +154,11 @@ async fn handle(shared: &Shared, kind: JobKind, msg: jetstream::Message) {
     };
     let stores = shared.executor.stores();
     let job = match Job::parse(kind, &msg.payload, |name| stores.contains(name)) {
+        // A redelivered copy may have written already: compare again.
+        Ok(Job::Copy(mut c)) if delivered > 1 => {
+            c.skip_destination_head = false;
+            Job::Copy(c)
+        }
         Ok(job) => job,
         Err(e) => {
             let span = info_span!("job", job = seq, %kind, delivered);

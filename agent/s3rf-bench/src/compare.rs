@@ -83,7 +83,11 @@ fn version(bin: &Path, arg: &str) -> String {
         .output()
         .ok()
         .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
             String::from_utf8_lossy(&text)
                 .lines()
                 .next()
@@ -98,13 +102,19 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
         .and_then(|k| k.parse::<u64>().ok())
         .map_or(0, |k| k / 1024 / 1024);
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
@@ -134,14 +144,15 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
     let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|o| o == key);
     let mut tools: Vec<Tool> = vec![Tool::S3rf(1), Tool::S3rf(2)];
     let mut missing: Vec<(String, String)> = Vec::new();
-    let mut versions = vec![format!(
-        "s3rf-agent: {}",
-        version(agent_bin, "--version")
-    )];
+    let mut versions = vec![format!("s3rf-agent: {}", version(agent_bin, "--version"))];
     for p in peers::discover() {
         match p {
             Ok(p) => {
-                let arg = if matches!(p, Peer::Rclone(_)) { "version" } else { "--version" };
+                let arg = if matches!(p, Peer::Rclone(_)) {
+                    "version"
+                } else {
+                    "--version"
+                };
                 let bin = match &p {
                     Peer::Rclone(b) | Peer::Aws(b) | Peer::S5cmd(b) | Peer::S3sync(b) => b.clone(),
                 };
@@ -198,9 +209,11 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                         tool: t.name(),
                         s3rf: matches!(t, Tool::S3rf(_)),
                         outcome: match t {
-                            Tool::Peer(p) => p
-                                .unsupported(mode)
-                                .map_or(Outcome::Ran(Vec::new()), |w| Outcome::NotApplicable(w.into())),
+                            Tool::Peer(p) => {
+                                p.unsupported(mode).map_or(Outcome::Ran(Vec::new()), |w| {
+                                    Outcome::NotApplicable(w.into())
+                                })
+                            }
                             Tool::S3rf(_) => Outcome::Ran(Vec::new()),
                         },
                     })
@@ -241,7 +254,13 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                         work: work.path(),
                         label: &label,
                     };
-                    print!("{d}, {}, run {}/{}: {} … ", mode.name(), rep + 1, args.reps, tool.name());
+                    print!(
+                        "{d}, {}, run {}/{}: {} … ",
+                        mode.name(),
+                        rep + 1,
+                        args.reps,
+                        tool.name()
+                    );
                     let result = match tool {
                         Tool::S3rf(n) => crate::s3rf::run(agent_bin, *n, &route, &tuning).await,
                         Tool::Peer(p) => p.run(&route, &tuning).await,

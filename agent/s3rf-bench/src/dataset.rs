@@ -114,11 +114,7 @@ impl Dataset {
     /// sizes, and the same bytes for an evenly spread sample of objects.
     pub async fn verify(&self, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
         let mut found: Vec<(String, u64)> = Vec::with_capacity(self.count);
-        let mut pages = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .into_paginator()
-            .send();
+        let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.with_context(|| format!("listing {bucket}"))?;
             for o in page.contents() {

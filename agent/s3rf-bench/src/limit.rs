@@ -43,7 +43,11 @@ pub async fn get_all(
             while let Some(chunk) = body.try_next().await.context("GET body")? {
                 n += chunk.len() as u64;
             }
-            anyhow::ensure!(n == d.size, "GET {bucket}/{key}: {n} bytes, want {}", d.size);
+            anyhow::ensure!(
+                n == d.size,
+                "GET {bucket}/{key}: {n} bytes, want {}",
+                d.size
+            );
             Ok(())
         })
         .buffer_unordered(concurrency)

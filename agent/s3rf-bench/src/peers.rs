@@ -147,7 +147,10 @@ fn rclone(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
         .args(["--checkers", &t.concurrency.to_string()])
         .args(["--s3-upload-concurrency", &t.part_concurrency.to_string()])
         .args(["--s3-chunk-size", &format!("{}Mi", mib(t.part_size))])
-        .args(["--s3-upload-cutoff", &format!("{}Mi", mib(t.multipart_threshold))])
+        .args([
+            "--s3-upload-cutoff",
+            &format!("{}Mi", mib(t.multipart_threshold)),
+        ])
         .args([
             "--s3-copy-cutoff",
             &format!("{}Mi", mib(t.server_side_multipart_threshold)),
@@ -220,7 +223,12 @@ fn s3sync(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
         .args(["--source-secret-access-key", &r.src.secret_key])
         .args(["--target-access-key", &r.dst.access_key])
         .args(["--target-secret-access-key", &r.dst.secret_key])
-        .args(["--source-region", "us-east-1", "--target-region", "us-east-1"])
+        .args([
+            "--source-region",
+            "us-east-1",
+            "--target-region",
+            "us-east-1",
+        ])
         .args(["--source-force-path-style", "--target-force-path-style"])
         .args(["--worker-size", &t.concurrency.to_string()])
         .args(["--max-parallel-uploads", &t.part_concurrency.to_string()])

@@ -164,12 +164,7 @@ impl Section {
         let best = self.best_peer().map(|(_, w)| w);
         let limit = self.limit_wall();
         let gb = d.bytes() as f64 / 1e9;
-        let rate = |w: Duration| {
-            (
-                d.count as f64 / secs(w),
-                d.bytes() as f64 / 1e6 / secs(w),
-            )
-        };
+        let rate = |w: Duration| (d.count as f64 / secs(w), d.bytes() as f64 / 1e6 / secs(w));
         for row in &self.rows {
             let name = if row.s3rf {
                 format!("**{}**", row.tool)
@@ -205,7 +200,10 @@ impl Section {
                 s.cpu.as_secs_f64() / gb.max(1e-9),
                 s.peak_rss_kib / 1024,
                 best.map_or("-".into(), |b| format!("{:.2}x", secs(b) / secs(s.wall))),
-                limit.map_or("-".into(), |l| format!("{:.0}%", 100.0 * secs(l) / secs(s.wall))),
+                limit.map_or("-".into(), |l| format!(
+                    "{:.0}%",
+                    100.0 * secs(l) / secs(s.wall)
+                )),
                 walls.join(" / "),
             );
         }
@@ -221,7 +219,10 @@ impl Section {
             if self.mode == Mode::Same {
                 let copy = median(self.limits.iter().map(|l| l.copy).collect());
                 let (cops, cmbs) = rate(copy);
-                let _ = write!(out, "; CopyObject {cops:.0} objects/s = {cmbs:.1} MB/s (the limit here)");
+                let _ = write!(
+                    out,
+                    "; CopyObject {cops:.0} objects/s = {cmbs:.1} MB/s (the limit here)"
+                );
             } else {
                 let _ = write!(out, " (the slower of the two is the limit here)");
             }
@@ -295,7 +296,11 @@ mod tests {
         assert!(section(4096, 10, 14, 5).verdict().ends_with("NOT met"));
         // Large objects: 1.2x the peer and 80% of the limit (the slower side).
         assert!(section(1 << 20, 10, 13, 8).verdict().ends_with(": met"));
-        assert!(section(1 << 20, 10, 13, 7).verdict().contains("70% of the limit"));
+        assert!(
+            section(1 << 20, 10, 13, 7)
+                .verdict()
+                .contains("70% of the limit")
+        );
         let md = s.markdown();
         assert!(md.contains("| broken | FAILED: wrong bytes |"), "{md}");
         assert!(md.contains("| 2.00x | 50% | 10.0 / 110.0 / 9.0 |"), "{md}");

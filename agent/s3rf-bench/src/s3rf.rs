@@ -78,7 +78,11 @@ level = "warn"
         let (code, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
         std::mem::forget(child);
         if code != 0 {
-            bail!("agent exited with {code}; {} ends:\n{}", log.display(), tail(&log));
+            bail!(
+                "agent exited with {code}; {} ends:\n{}",
+                log.display(),
+                tail(&log)
+            );
         }
         usage.cpu += ru.cpu;
         usage.peak_rss_kib += ru.max_rss_kib;
@@ -108,7 +112,11 @@ async fn migrate(
         }
         if Instant::now() > deadline {
             let log = &children[0].1;
-            bail!("agent did not start; {} ends:\n{}", log.display(), tail(log));
+            bail!(
+                "agent did not start; {} ends:\n{}",
+                log.display(),
+                tail(log)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -123,9 +131,11 @@ async fn migrate(
     });
     let t0 = Instant::now();
     js.publish(
-        names.job_subject(s3rf_agent::names::JobKind::Migrate), job.to_string().into())
-        .await?
-        .await?;
+        names.job_subject(s3rf_agent::names::JobKind::Migrate),
+        job.to_string().into(),
+    )
+    .await?
+    .await?;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = ledger.fold(&id).await?;

@@ -189,7 +189,10 @@ format = "json"
             .join(" ")
     );
     if let Some(np) = nats_pid {
-        println!("nats-server peak RSS: {} MiB", crate::usage::proc_kib(np, "VmHWM:") / 1024);
+        println!(
+            "nats-server peak RSS: {} MiB",
+            crate::usage::proc_kib(np, "VmHWM:") / 1024
+        );
     }
     drop(agent);
 

@@ -72,6 +72,16 @@ pub struct CopyJob {
     /// event will follow); the copy is skipped.
     #[serde(default, skip_serializing_if = "is_false")]
     pub skip_if_source_missing: bool,
+    /// The source's size as listed (or as the event said). A hint only: a
+    /// small object is then read with one GET instead of HEAD + GET; what the
+    /// GET returns is what counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_size: Option<u64>,
+    /// The migration created the destination bucket, so on a job's first
+    /// delivery there is nothing there to compare with: no destination HEAD.
+    /// Redeliveries compare as usual.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dst_bucket_new: bool,
 }
 
 /// Subject `<prefix>.delete`: delete one object at the destination.
@@ -156,6 +166,10 @@ pub struct MigrationScope {
     /// Dry run.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dry_run: bool,
+    /// Set by the agent on listing jobs when this migration created the
+    /// destination bucket (see [`CopyJob::dst_bucket_new`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dst_bucket_new: bool,
 }
 
 /// Subject `<prefix>.bucket`: create one destination bucket, then start its listing.

@@ -108,13 +108,53 @@ struct Attributes {
     metadata: HashMap<String, String>,
 }
 
-/// What a HEAD of the source said.
+/// What a HEAD (or GET) of the source said.
 #[derive(Debug, Clone)]
 struct Source {
     facts: ObjectFacts,
     attrs: Attributes,
     last_modified_ms: Option<i64>,
+    /// Tags on the source, when the response said (GET does, HEAD does not).
+    tag_count: Option<i32>,
 }
+
+/// The source's facts and attributes from a HeadObject or GetObject output
+/// (the two share these accessors).
+macro_rules! source_from {
+    ($r:expr, $tag_count:expr) => {{
+        let r = $r;
+        let metadata = r.metadata().cloned().unwrap_or_default();
+        Source {
+            facts: ObjectFacts {
+                size: u64::try_from(r.content_length().unwrap_or(0)).unwrap_or(0),
+                etag: r.e_tag().map(strip_quotes),
+                recorded_source_etag: metadata.get(META_SOURCE_ETAG).cloned(),
+                checksums: plan::Checksums {
+                    crc64nvme: r.checksum_crc64_nvme().map(str::to_owned),
+                    crc32c: r.checksum_crc32_c().map(str::to_owned),
+                    crc32: r.checksum_crc32().map(str::to_owned),
+                    sha256: r.checksum_sha256().map(str::to_owned),
+                },
+            },
+            attrs: Attributes {
+                content_type: r.content_type().map(str::to_owned),
+                content_encoding: r.content_encoding().map(str::to_owned),
+                content_disposition: r.content_disposition().map(str::to_owned),
+                content_language: r.content_language().map(str::to_owned),
+                cache_control: r.cache_control().map(str::to_owned),
+                expires: r
+                    .expires_string()
+                    .and_then(|s| DateTime::from_str(s, DateTimeFormat::HttpDate).ok()),
+                metadata,
+            },
+            last_modified_ms: r.last_modified().and_then(|t| t.to_millis().ok()),
+            tag_count: $tag_count,
+        }
+    }};
+}
+
+/// A small source object read in full, with the buffer budget it holds.
+type Prefetched = (Bytes, OwnedSemaphorePermit);
 
 /// Carries out jobs.
 #[derive(Debug, Clone)]
@@ -251,7 +291,17 @@ impl Executor {
     async fn copy(&self, job: &CopyJob, cancel: &CancellationToken) -> Result<Outcome, ExecError> {
         let src_store = self.store(&job.src)?;
         let dst_store = self.store(&job.dst)?;
-        let src = match self.head_source(src_store, job).await {
+        let same_endpoint = job.src.endpoint == job.dst.endpoint;
+        // A small object across endpoints is read at once: its GET answers
+        // what the HEAD would have, one request instead of two.
+        let small = job.listed_size.filter(|&size| {
+            !same_endpoint && !job.dry_run && size <= self.copy.multipart_threshold
+        });
+        let read = match small {
+            Some(size) => self.get_source(src_store, job, size).await,
+            None => self.head_source(src_store, job).await.map(|s| (s, None)),
+        };
+        let (src, mut prefetched) = match read {
             Err(ExecError::NoSuchKey(_)) if job.skip_if_source_missing => {
                 info!("skipped: source gone");
                 return Ok(Outcome::Skipped {
@@ -279,8 +329,11 @@ impl Executor {
                 &renamed
             }
         };
-        let dst = self.head_destination(dst_store, &job.dst).await?;
-        let same_endpoint = job.src.endpoint == job.dst.endpoint;
+        let dst = if job.skip_destination_head {
+            None
+        } else {
+            self.head_destination(dst_store, &job.dst).await?
+        };
         let kind = plan::Destination {
             express: dst_store.config.kind == EndpointKind::S3Express
                 || plan::is_directory_bucket(&job.dst.bucket),
@@ -314,7 +367,7 @@ impl Executor {
         let work = async {
             match &plan.method {
                 Method::ServerSideCopy => self.server_side_copy(job, &src, &plan).await,
-                Method::Put => self.put(job, &src, &plan).await,
+                Method::Put => self.put(job, &src, &plan, prefetched.take()).await,
                 Method::ServerSideMultipart { .. } | Method::StreamedMultipart { .. } => {
                     self.multipart(job, &src, &plan, cancel).await
                 }
@@ -352,41 +405,81 @@ impl Executor {
             .send()
             .await
             .map_err(|e| classify("HeadObject", &t, e));
-        let head = match head {
-            Ok(h) => h,
+        match head {
+            Ok(h) => Ok(source_from!(&h, None)),
+            Err(e) if e.is_not_found() => Err(self.which_missing(store, &job.src).await),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a small source with one GET whose headers stand in for the
+    /// HEAD. Returns no body when the object has grown past the single-PUT
+    /// limit since it was listed (the caller then copies it in parts).
+    async fn get_source(
+        &self,
+        store: &Store,
+        job: &CopyJob,
+        listed_size: u64,
+    ) -> Result<(Source, Option<Prefetched>), ExecError> {
+        let permit = self.buffer_permit(listed_size).await?;
+        let t = target(&job.src);
+        let out = store
+            .client
+            .get_object()
+            .bucket(&job.src.bucket)
+            .key(&job.src.key)
+            .set_version_id(job.src_version.clone())
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| classify("GetObject", &t, e));
+        let mut out = match out {
+            Ok(o) => o,
             Err(e) if e.is_not_found() => return Err(self.which_missing(store, &job.src).await),
             Err(e) => return Err(e),
         };
-        let metadata = head.metadata().cloned().unwrap_or_default();
-        let facts = ObjectFacts {
-            size: u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0),
-            etag: head.e_tag().map(strip_quotes),
-            recorded_source_etag: metadata.get(META_SOURCE_ETAG).cloned(),
-            checksums: plan::Checksums {
-                crc64nvme: head.checksum_crc64_nvme().map(str::to_owned),
-                crc32c: head.checksum_crc32_c().map(str::to_owned),
-                crc32: head.checksum_crc32().map(str::to_owned),
-                sha256: head.checksum_sha256().map(str::to_owned),
-            },
+        let counts_tags = &store.counts_tags;
+        let tag_count = match out.tag_count() {
+            Some(n) => {
+                counts_tags.store(true, std::sync::atomic::Ordering::Relaxed);
+                Some(n)
+            }
+            None if counts_tags.load(std::sync::atomic::Ordering::Relaxed) => Some(0),
+            None => None,
         };
-        let expires = head
-            .expires_string()
-            .and_then(|s| DateTime::from_str(s, DateTimeFormat::HttpDate).ok());
-        let attrs = Attributes {
-            content_type: head.content_type().map(str::to_owned),
-            content_encoding: head.content_encoding().map(str::to_owned),
-            content_disposition: head.content_disposition().map(str::to_owned),
-            content_language: head.content_language().map(str::to_owned),
-            cache_control: head.cache_control().map(str::to_owned),
-            expires,
-            metadata,
-        };
-        let last_modified_ms = head.last_modified().and_then(|t| t.to_millis().ok());
-        Ok(Source {
-            facts,
-            attrs,
-            last_modified_ms,
-        })
+        let src = source_from!(&out, tag_count);
+        let expected = src.facts.size;
+        if expected > self.copy.multipart_threshold {
+            return Ok((src, None));
+        }
+        let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+        while let Some(chunk) = out
+            .body
+            .try_next()
+            .await
+            .map_err(|e| ExecError::Transport {
+                op: "GetObject",
+                target: t.clone(),
+                detail: format!("reading the body failed: {e}"),
+            })?
+        {
+            if (buf.len() + chunk.len()) as u64 > expected {
+                return Err(ExecError::ShortRead {
+                    target: t,
+                    expected,
+                    got: (buf.len() + chunk.len()) as u64,
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() as u64 != expected {
+            return Err(ExecError::ShortRead {
+                target: t,
+                expected,
+                got: buf.len() as u64,
+            });
+        }
+        Ok((src, Some((buf.freeze(), permit))))
     }
 
     /// After a 404 on an object: is it the key or the whole bucket?
@@ -633,10 +726,25 @@ impl Executor {
         Ok(tags)
     }
 
-    async fn put(&self, job: &CopyJob, src: &Source, plan: &CopyPlan) -> Result<(), ExecError> {
-        let tags = self.tags_for(job, plan).await?;
-        let _permit = self.buffer_permit(src.facts.size).await?;
-        let bytes = self.get_bytes(job, src, None).await?;
+    async fn put(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        plan: &CopyPlan,
+        prefetched: Option<Prefetched>,
+    ) -> Result<(), ExecError> {
+        let tags = if src.tag_count == Some(0) {
+            Vec::new()
+        } else {
+            self.tags_for(job, plan).await?
+        };
+        let (bytes, _permit) = match prefetched {
+            Some(p) => p,
+            None => {
+                let permit = self.buffer_permit(src.facts.size).await?;
+                (self.get_bytes(job, src, None).await?, permit)
+            }
+        };
         let store = self.store(&job.dst)?;
         let a = &src.attrs;
         let mut req = store
@@ -993,6 +1101,8 @@ impl Executor {
             dry_run: false,
             sequencer: None,
             skip_if_source_missing: true,
+            listed_size: None,
+            skip_destination_head: false,
         };
         match self.copy(&copy, cancel).await? {
             Outcome::Skipped {

@@ -195,6 +195,68 @@ async fn attributes_and_tags_survive_every_method() {
     assert_eq!(open_uploads(&moto, &dst).await, Vec::<String>::new());
 }
 
+/// Listing hints (`listed_size`, `dst_bucket_new`): a small object across
+/// endpoints is read with one GET whose headers stand in for the HEAD, and
+/// still arrives with every attribute and tag; an untagged one gets none; one
+/// that grew past the single-PUT limit since it was listed is copied in
+/// parts; `dst_bucket_new` skips the destination HEAD on a first delivery
+/// (an identical object is overwritten, not compared), and without it the
+/// same copy is skipped as identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_hints_read_small_objects_once_and_lose_nothing() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "hint-src").await;
+    let dst = make_bucket(&moto, "hint-dst").await;
+    put_with_attributes(&moto, &src, "tagged", pattern_bytes(1000, 21)).await;
+    put(&moto, &src, "plain", pattern_bytes(2000, 22)).await;
+    put(&moto, &src, "grown", pattern_bytes(7 * MIB, 23)).await;
+    put(&moto, &src, "existing", pattern_bytes(3000, 24)).await;
+    put(&moto, &dst, "existing", pattern_bytes(3000, 24)).await;
+    let agent = env.spawn_agent(&AgentOpts::default()).await;
+    let job = |key: &str, listed: u64, new_bucket: bool| {
+        serde_json::json!({
+            "src": {"endpoint": "moto", "bucket": src, "key": key},
+            "dst": {"endpoint": "moto2", "bucket": dst},
+            "listed_size": listed,
+            "dst_bucket_new": new_bucket,
+        })
+        .to_string()
+    };
+    for (key, listed) in [("tagged", 1000), ("plain", 2000), ("grown", 1000)] {
+        env.publish("s3rf.copy", job(key, listed, false)).await;
+    }
+    env.publish("s3rf.copy", job("existing", 3000, true)).await;
+    env.wait_jobs_done().await;
+    env.publish("s3rf.copy", job("existing", 3000, false)).await;
+    env.wait_jobs_done().await;
+
+    assert_attributes(&moto, &dst, "tagged").await;
+    assert_eq!(get(&moto, &dst, "tagged").await, pattern_bytes(1000, 21));
+    assert_eq!(get(&moto, &dst, "plain").await, pattern_bytes(2000, 22));
+    let plain_tags = moto
+        .get_object_tagging()
+        .bucket(&dst)
+        .key("plain")
+        .send()
+        .await
+        .expect("tags");
+    assert!(plain_tags.tag_set().is_empty(), "{plain_tags:?}");
+    assert_eq!(get(&moto, &dst, "grown").await, pattern_bytes(7 * MIB, 23));
+    assert_eq!(open_uploads(&moto, &dst).await, Vec::<String>::new());
+    let log = agent.log();
+    let lines = |key: &str, what: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("\"src_key\":\"{key}\"")) && l.contains(what))
+            .count()
+    };
+    let copied_in_parts = "\"message\":\"copied\",\"method\":\"streamed_multipart\"";
+    assert_eq!(lines("grown", copied_in_parts), 1, "{log}");
+    assert_eq!(lines("existing", "\"message\":\"copied\""), 1, "{log}");
+    assert_eq!(lines("existing", "skipped: identical"), 1, "{log}");
+    assert_eq!(env.dead_letter_count().await, 0);
+}
+
 /// Keys that break naive copy-source handling. On moto, because s3s-fs stores
 /// `+` as a space.
 #[tokio::test(flavor = "multi_thread")]
