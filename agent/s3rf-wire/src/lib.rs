@@ -234,7 +234,16 @@ mod tests {
             dry_run: false,
             sequencer: None,
             skip_if_source_missing: false,
+            listed_size: None,
+            dst_bucket_new: false,
         };
+        let mut hinted = base.clone();
+        hinted.listed_size = Some(4096);
+        hinted.dst_bucket_new = true;
+        check_copy(
+            r#"{"src":{"endpoint":"a","bucket":"photos","key":"2024/x.jpg"},"dst":{"endpoint":"b","bucket":"photos-copy"},"listed_size":4096,"dst_bucket_new":true}"#,
+            Ok(hinted),
+        );
         check_copy(
             r#"{"src":{"endpoint":"a","bucket":"photos","key":"2024/x.jpg"},"dst":{"endpoint":"b","bucket":"photos-copy"}}"#,
             Ok(base.clone()),
