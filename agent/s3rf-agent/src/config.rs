@@ -524,6 +524,9 @@ pub struct RawEndpoint {
     /// When the SDK adds request checksums.
     #[serde(default)]
     pub checksums: ChecksumMode,
+    /// SHA-256 the body of every PUT and UploadPart into its signature.
+    #[serde(default)]
+    pub sign_payload: bool,
     /// Request timeout for one S3 call, in seconds.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
@@ -785,6 +788,8 @@ pub struct EndpointConfig {
     pub credentials: CredentialSource,
     /// Checksum policy.
     pub checksums: ChecksumMode,
+    /// Sign request bodies (else `UNSIGNED-PAYLOAD`).
+    pub sign_payload: bool,
     /// Per-request timeout.
     pub request_timeout: Duration,
     /// Store kind.
@@ -1135,6 +1140,7 @@ fn validate_endpoint(name: &str, raw: RawEndpoint) -> Result<EndpointConfig, Con
         path_style: raw.path_style,
         credentials,
         checksums: raw.checksums,
+        sign_payload: raw.sign_payload,
         request_timeout: Duration::from_secs(raw.request_timeout_secs),
         kind: raw.kind,
     })

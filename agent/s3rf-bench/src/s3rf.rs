@@ -74,6 +74,8 @@ level = "warn"
     };
     for (child, log) in children {
         let pid = child.id();
+        // VmHWM is the agent's own peak (not inherited across exec).
+        usage.peak_rss_kib += proc_kib(pid, "VmHWM:");
         terminate(pid);
         let (code, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
         std::mem::forget(child);
@@ -85,7 +87,6 @@ level = "warn"
             );
         }
         usage.cpu += ru.cpu;
-        usage.peak_rss_kib += ru.max_rss_kib;
     }
     nats.stop();
     usage.wall = result?;
@@ -124,8 +125,15 @@ async fn migrate(
     tokio::time::sleep(Duration::from_millis(300 * agents as u64)).await;
     let ledger = s3rf_agent::ledger::Ledger::open(&js, &names, 1).await?;
     let id = route.label.replace(['.', ' '], "-");
+    // One endpoint name for both sides: s3rf copies server-side only within
+    // one endpoint.
+    let dst = if std::ptr::eq(route.src, route.dst) {
+        "src"
+    } else {
+        "dst"
+    };
     let job = serde_json::json!({
-        "id": id, "src": "src", "dst": "dst",
+        "id": id, "src": "src", "dst": dst,
         "buckets": [route.src_bucket],
         "bucket_map": {route.src_bucket: route.dst_bucket},
     });

@@ -19,11 +19,48 @@ pub struct Usage {
     pub peak_rss_kib: u64,
 }
 
-/// CPU time and peak RSS of a reaped child.
+/// CPU time of a reaped child. (Its `ru_maxrss` is not used: a forked
+/// child inherits the parent's high-water mark at exec, so it would report
+/// the benchmark's own memory; see [`HwmWatch`].)
 #[derive(Debug, Clone, Copy)]
 pub struct Rusage {
     pub cpu: Duration,
-    pub max_rss_kib: u64,
+}
+
+/// Polls a process's VmHWM (the peak RSS of its own image, reset at exec)
+/// until it exits; the last value read is its peak.
+pub struct HwmWatch {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HwmWatch {
+    /// Starts polling `pid` every 20 ms.
+    pub fn start(pid: u32) -> Self {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let hwm = proc_kib(pid, "VmHWM:");
+                p.fetch_max(hwm, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self { peak, stop }
+    }
+
+    /// The highest VmHWM seen, in KiB.
+    pub fn peak_kib(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for HwmWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn timeval(t: libc::timeval) -> Duration {
@@ -56,7 +93,6 @@ pub fn wait4(pid: u32) -> Result<(i32, Rusage)> {
         code,
         Rusage {
             cpu: timeval(ru.ru_utime) + timeval(ru.ru_stime),
-            max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
         },
     ))
 }
@@ -127,6 +163,7 @@ pub async fn run_measured(mut cmd: Command, log: &Path) -> Result<Usage> {
     let start = Instant::now();
     let child = spawn_logged(&mut cmd, log)?;
     let pid = child.id();
+    let hwm = HwmWatch::start(pid);
     let (code, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
     // The child is reaped; forget the handle so nothing waits on it again.
     std::mem::forget(child);
@@ -142,6 +179,6 @@ pub async fn run_measured(mut cmd: Command, log: &Path) -> Result<Usage> {
     Ok(Usage {
         wall,
         cpu: ru.cpu,
-        peak_rss_kib: ru.max_rss_kib,
+        peak_rss_kib: hwm.peak_kib(),
     })
 }

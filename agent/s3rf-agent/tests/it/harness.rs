@@ -120,6 +120,7 @@ max_deliver = {max_deliver}
 
 # moto and moto2 are two endpoint names for one moto server: copies between
 # them take the cross-endpoint (streamed) path on the most complete S3 here.
+# moto2 signs its payloads; every other endpoint sends UNSIGNED-PAYLOAD.
 [endpoints.moto]
 url = "{moto}"
 path_style = true
@@ -129,6 +130,7 @@ secret_access_key_env = "T_MOTO_SECRET"
 [endpoints.moto2]
 url = "{moto}"
 path_style = true
+sign_payload = true
 access_key_id_env = "T_MOTO_KEY"
 secret_access_key_env = "T_MOTO_SECRET"
 
