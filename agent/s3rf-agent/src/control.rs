@@ -263,6 +263,7 @@ impl Control<'_> {
                         sequencer: None,
                         skip_if_source_missing: false,
                         listed_size: Some(obj.size),
+                        listed_etag: obj.etag.clone(),
                         dst_bucket_new: s.dst_bucket_new,
                     };
                     let entity = migration::object_entity(&s.bucket, Side::Source, &obj.key);

@@ -267,6 +267,7 @@ pub fn map_event(ev: &ObjectEvent, route: &QueueConfig, fallback: &str) -> (Mapp
             sequencer: ev.sequencer.clone(),
             skip_if_source_missing: true,
             listed_size: ev.size,
+            listed_etag: None,
             dst_bucket_new: false,
         }),
         EventKind::Removed if route.propagate_deletes => Mapped::Delete(s3rf_wire::DeleteJob {

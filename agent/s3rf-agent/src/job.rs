@@ -74,6 +74,9 @@ pub struct CopyJob {
     /// The source's size as listed: a hint for reading small objects with
     /// one GET.
     pub listed_size: Option<u64>,
+    /// The source's ETag as listed: a hint for copying within one endpoint
+    /// without a HEAD.
+    pub listed_etag: Option<String>,
     /// Nothing can be at the destination yet (a bucket the migration created,
     /// first delivery): skip the destination HEAD.
     pub skip_destination_head: bool,
@@ -163,6 +166,7 @@ impl Job {
                     sequencer: check.optional("sequencer", w.sequencer)?,
                     skip_if_source_missing: w.skip_if_source_missing,
                     listed_size: w.listed_size,
+                    listed_etag: check.optional("listed_etag", w.listed_etag)?,
                     // The worker clears it on redeliveries.
                     skip_destination_head: w.dst_bucket_new,
                 };

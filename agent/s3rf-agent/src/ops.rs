@@ -238,6 +238,7 @@ impl Operator {
             sequencer: None,
             skip_if_source_missing: false,
             listed_size: None,
+            listed_etag: None,
             dst_bucket_new: false,
         };
         self.publish(

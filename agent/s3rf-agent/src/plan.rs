@@ -155,7 +155,7 @@ pub enum Plan {
     Copy(CopyPlan),
 }
 
-fn is_multipart_etag(etag: &str) -> bool {
+pub fn is_multipart_etag(etag: &str) -> bool {
     etag.contains('-')
 }
 

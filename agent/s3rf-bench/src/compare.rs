@@ -35,6 +35,10 @@ pub struct Args {
     /// Part size, for every tool.
     #[arg(long, default_value = "16MiB")]
     part_size: bytesize::ByteSize,
+    /// A tool whose run took longer than this many seconds is not repeated
+    /// (its row shows one run), so a slow peer cannot eat the whole budget.
+    #[arg(long, default_value_t = 120)]
+    repeat_under_secs: u64,
     /// Only these tools (comma separated: s3rf, s3rf-2, rclone, aws, s5cmd, s3sync).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -239,6 +243,18 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                     let Outcome::Ran(runs) = &mut row.outcome else {
                         continue;
                     };
+                    if runs
+                        .first()
+                        .is_some_and(|u| u.wall.as_secs() > args.repeat_under_secs)
+                    {
+                        println!(
+                            "{d}, {}: {} not repeated (first run over {}s)",
+                            mode.name(),
+                            tool.name(),
+                            args.repeat_under_secs
+                        );
+                        continue;
+                    }
                     let label = format!("r{run_no}-{}", tool.key());
                     run_no += 1;
                     let dst_bucket = format!("dst-{label}");

@@ -77,6 +77,11 @@ pub struct CopyJob {
     /// GET returns is what counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed_size: Option<u64>,
+    /// The source's ETag as listed (no quotes). A hint: a small copy within
+    /// one endpoint into a new bucket is then one CopyObject conditioned on
+    /// this ETag, with no HEAD; if the source changed, the agent HEADs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_etag: Option<String>,
     /// The migration created the destination bucket, so on a job's first
     /// delivery there is nothing there to compare with: no destination HEAD.
     /// Redeliveries compare as usual.
@@ -235,6 +240,7 @@ mod tests {
             sequencer: None,
             skip_if_source_missing: false,
             listed_size: None,
+            listed_etag: None,
             dst_bucket_new: false,
         };
         let mut hinted = base.clone();

@@ -8,6 +8,7 @@
 mod encode;
 mod error;
 
+use crate::outcome::Disposition;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -292,6 +293,9 @@ impl Executor {
         let src_store = self.store(&job.src)?;
         let dst_store = self.store(&job.dst)?;
         let same_endpoint = job.src.endpoint == job.dst.endpoint;
+        if same_endpoint && let Some(outcome) = self.copy_as_listed(dst_store, job).await? {
+            return Ok(outcome);
+        }
         // A small object across endpoints is read at once: its GET answers
         // what the HEAD would have, one request instead of two.
         let small = job.listed_size.filter(|&size| {
@@ -391,6 +395,68 @@ impl Executor {
             method: plan.method.name(),
             bytes: src.facts.size,
         })
+    }
+
+    /// Within one endpoint, into a bucket this migration created (first
+    /// delivery), with no filters: one CopyObject of the object as listed,
+    /// conditioned on the listed ETag, with metadata and tags copied by the
+    /// server. No HEAD at either end. `None` when the shortcut does not
+    /// apply or the source changed since it was listed (the caller then
+    /// takes the usual path).
+    async fn copy_as_listed(
+        &self,
+        store: &Store,
+        job: &CopyJob,
+    ) -> Result<Option<Outcome>, ExecError> {
+        let (Some(size), Some(etag)) = (job.listed_size, job.listed_etag.as_deref()) else {
+            return Ok(None);
+        };
+        let express = store.config.kind == EndpointKind::S3Express
+            || plan::is_directory_bucket(&job.dst.bucket)
+            || plan::is_directory_bucket(&job.src.bucket);
+        // A multipart ETag must be recorded on the copy (metadata REPLACE,
+        // which needs the source's attributes): that takes the HEAD.
+        if !job.skip_destination_head
+            || job.dry_run
+            || express
+            || size > self.copy.server_side_multipart_threshold
+            || plan::is_multipart_etag(etag)
+            || !self.filters.chain().is_empty()
+        {
+            return Ok(None);
+        }
+        let res = store
+            .client
+            .copy_object()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .copy_source(copy_source(
+                &job.src.bucket,
+                &job.src.key,
+                job.src_version.as_deref(),
+            ))
+            .copy_source_if_match(format!("\"{etag}\""))
+            .metadata_directive(MetadataDirective::Copy)
+            .tagging_directive(TaggingDirective::Copy)
+            .send()
+            .await
+            .map_err(|e| classify("CopyObject", &target(&job.dst), e));
+        match res {
+            Ok(_) => {
+                info!(method = "server_side_copy", bytes = size, "copied");
+                Ok(Some(Outcome::Copied {
+                    method: Method::ServerSideCopy.name(),
+                    bytes: size,
+                }))
+            }
+            Err(e) if e.disposition() == Disposition::Retry => Err(e),
+            // Changed or gone since the listing, or refused: the usual path
+            // finds out which and says so.
+            Err(e) => {
+                debug!(error = %e, "copy as listed did not apply; taking the usual path");
+                Ok(None)
+            }
+        }
     }
 
     async fn head_source(&self, store: &Store, job: &CopyJob) -> Result<Source, ExecError> {
@@ -1111,6 +1177,7 @@ impl Executor {
             sequencer: None,
             skip_if_source_missing: true,
             listed_size: None,
+            listed_etag: None,
             skip_destination_head: false,
         };
         match self.copy(&copy, cancel).await? {
