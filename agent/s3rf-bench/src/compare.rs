@@ -152,7 +152,8 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
     for p in peers::discover() {
         match p {
             Ok(p) => {
-                let arg = if matches!(p, Peer::Rclone(_)) {
+                // rclone and s5cmd take a `version` subcommand, not a flag.
+                let arg = if matches!(p, Peer::Rclone(_) | Peer::S5cmd(_)) {
                     "version"
                 } else {
                     "--version"
@@ -167,7 +168,17 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
         }
     }
     tools.retain(|t| wanted(t.key()));
-    let work = tempfile::Builder::new().prefix("s3rf-bench-").tempdir()?;
+    let mut work_guard = Some(tempfile::Builder::new().prefix("s3rf-bench-").tempdir()?);
+    let work = work_guard
+        .as_ref()
+        .map(|w| w.path().to_owned())
+        .unwrap_or_default();
+    // S3RF_BENCH_KEEP=1 keeps the agents' and peers' logs for a look.
+    if std::env::var_os("S3RF_BENCH_KEEP").is_some()
+        && let Some(w) = work_guard.take()
+    {
+        println!("logs are kept in {}", w.keep().display());
+    }
     let a = S3Server::start(S3Kind::S3sFs)?;
     let b = S3Server::start(S3Kind::S3sFs)?;
     let (ac, bc) = (a.client(), b.client());
@@ -191,6 +202,7 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
     for (_, e) in &missing {
         header.push_str(&format!("- not run: {e}\n"));
     }
+    header.push('\n');
     println!("{header}");
     let mut sections = Vec::new();
     let mut run_no = 0;
@@ -267,7 +279,7 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                         src_bucket: &d.name,
                         dst,
                         dst_bucket: &dst_bucket,
-                        work: work.path(),
+                        work: &work,
                         label: &label,
                     };
                     print!(

@@ -194,8 +194,14 @@ impl Section {
                 .collect();
             let _ = writeln!(
                 out,
-                "| {name} | {:.1} | {ops:.0} | {mbs:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                "| {name} | {:.1} | {} | {mbs:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
                 s.wall.as_secs_f64(),
+                // Few large objects: keep the decimals.
+                if ops < 10.0 {
+                    format!("{ops:.2}")
+                } else {
+                    format!("{ops:.0}")
+                },
                 s.cpu.as_secs_f64(),
                 s.cpu.as_secs_f64() / gb.max(1e-9),
                 s.peak_rss_kib / 1024,

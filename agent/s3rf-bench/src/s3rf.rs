@@ -39,8 +39,9 @@ part_size = {ps}
 multipart_threshold = {mt}
 server_side_multipart_threshold = {smt}
 [log]
-level = "warn"
+level = "{level}"
 "#,
+            level = std::env::var("S3RF_BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
             nats = nats.url(),
             src = route.src.url(),
             dst = route.dst.url(),

@@ -158,8 +158,9 @@ pub fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(8)..].join("\n")
 }
 
-/// Runs `cmd` to completion and measures it.
-pub async fn run_measured(mut cmd: Command, log: &Path) -> Result<Usage> {
+/// Runs `cmd` to completion and measures it. Exit codes in `ok_codes`
+/// besides 0 count as success (the copy is verified afterwards anyway).
+pub async fn run_measured(mut cmd: Command, log: &Path, ok_codes: &[i32]) -> Result<Usage> {
     let start = Instant::now();
     let child = spawn_logged(&mut cmd, log)?;
     let pid = child.id();
@@ -168,7 +169,7 @@ pub async fn run_measured(mut cmd: Command, log: &Path) -> Result<Usage> {
     // The child is reaped; forget the handle so nothing waits on it again.
     std::mem::forget(child);
     let wall = start.elapsed();
-    if code != 0 {
+    if code != 0 && !ok_codes.contains(&code) {
         bail!(
             "{:?} exited with {code}; its log ({}) ends:\n{}",
             cmd.get_program(),
