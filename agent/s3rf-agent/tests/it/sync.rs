@@ -412,18 +412,18 @@ async fn nats_outage_loses_no_event() {
     for i in 0..5 {
         put(&moto, &s.src, &format!("during/{i}"), vec![b'x'; i + 1]).await;
     }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Keep NATS down until the bridge has given up on a publish (the
+    // JetStream ack times out after 5 s): a fixed sleep raced that timeout.
+    wait_until("the bridge to leave a message in SQS", || async {
+        bridge
+            .log()
+            .contains("the SQS message stays and is retried")
+    })
+    .await;
     assert!(!exists(&moto, &s.dst, "during/0").await);
     env.nats.restart().unwrap();
     let converged = wait_converged(&moto, &s.src, &s.dst).await;
     assert_eq!(converged.len(), 6);
-    assert!(
-        bridge
-            .log()
-            .contains("the SQS message stays and is retried"),
-        "{}",
-        bridge.log()
-    );
 }
 
 /// SIGTERM stops the bridge's polling and it exits 0; a bridge without queues
