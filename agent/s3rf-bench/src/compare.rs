@@ -168,16 +168,14 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
         }
     }
     tools.retain(|t| wanted(t.key()));
-    let mut work_guard = Some(tempfile::Builder::new().prefix("s3rf-bench-").tempdir()?);
-    let work = work_guard
-        .as_ref()
-        .map(|w| w.path().to_owned())
-        .unwrap_or_default();
     // S3RF_BENCH_KEEP=1 keeps the agents' and peers' logs for a look.
-    if std::env::var_os("S3RF_BENCH_KEEP").is_some()
-        && let Some(w) = work_guard.take()
-    {
-        println!("logs are kept in {}", w.keep().display());
+    let keep = std::env::var_os("S3RF_BENCH_KEEP").is_some();
+    let work = tempfile::Builder::new()
+        .prefix("s3rf-bench-")
+        .disable_cleanup(keep)
+        .tempdir()?;
+    if keep {
+        println!("logs are kept in {}", work.path().display());
     }
     let a = S3Server::start(S3Kind::S3sFs)?;
     let b = S3Server::start(S3Kind::S3sFs)?;
@@ -279,7 +277,7 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                         src_bucket: &d.name,
                         dst,
                         dst_bucket: &dst_bucket,
-                        work: &work,
+                        work: work.path(),
                         label: &label,
                     };
                     print!(
