@@ -42,6 +42,11 @@ pub struct Args {
     /// Only these tools (comma separated: s3rf, s3rf-2, rclone, aws, s5cmd, s3sync).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Where the S3 servers keep their data. The default, a tmpfs, keeps a
+    /// shared VM's disk from swamping the comparison; nats-server (s3rf's
+    /// durable queue) stays on disk either way, so its cost is counted.
+    #[arg(long, default_value = "/dev/shm")]
+    server_data: PathBuf,
     /// Markdown results file.
     #[arg(long, default_value = "target/bench/compare.md")]
     out: PathBuf,
@@ -177,16 +182,27 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
     if keep {
         println!("logs are kept in {}", work.path().display());
     }
-    let a = S3Server::start(S3Kind::S3sFs)?;
-    let b = S3Server::start(S3Kind::S3sFs)?;
+    let a = S3Server::start_under(S3Kind::S3sFs, &args.server_data).with_context(|| {
+        format!(
+            "starting s3s-fs under {} (--server-data)",
+            args.server_data.display()
+        )
+    })?;
+    let b = S3Server::start_under(S3Kind::S3sFs, &args.server_data).with_context(|| {
+        format!(
+            "starting s3s-fs under {} (--server-data)",
+            args.server_data.display()
+        )
+    })?;
     let (ac, bc) = (a.client(), b.client());
     let mut header = String::new();
     header.push_str(&format!(
-        "Machine: {}. Date: {}.\n\nServers: two s3s-fs 0.14.1 on loopback (data in a temp dir), one nats-server per s3rf run. \
+        "Machine: {}. Date: {}.\n\nServers: two s3s-fs 0.14.1 on loopback (data under {}), one nats-server per s3rf run (store on disk). \
          Every tool: {} objects at once, {} parts in flight per object, {} parts, one request up to {} (streamed) and up to 512 MiB (server-side). \
-         Medians of {} runs; MB = 10^6 bytes. CPU s and peak RSS count the copying processes (s3rf: agents plus nats-server).\n\n",
+         Medians of {} runs, each repetition starting with the next tool, `sync` before every run; MB = 10^6 bytes. CPU s and peak RSS count the copying processes (s3rf: agents plus nats-server).\n\n",
         machine(),
         version(Path::new("date"), "-u"),
+        args.server_data.display(),
         tuning.concurrency,
         tuning.part_concurrency,
         args.part_size.display().iec_short(),
@@ -208,6 +224,7 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
         println!("filling {d} on the source server …");
         ac.create_bucket().bucket(&d.name).send().await?;
         d.fill(&ac, &d.name).await?;
+        settle();
         for &mode in modes {
             let (dst, dc) = match mode {
                 Mode::Same => (&a, &ac),
@@ -249,7 +266,12 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                     std::time::Duration::ZERO
                 };
                 section.limits.push(Limit { get, put, copy });
-                for (tool, row) in tools.iter().zip(section.rows.iter_mut()) {
+                settle();
+                // Each repetition starts with the next tool, so no tool always
+                // runs right after the limit measurement.
+                let mut order: Vec<_> = tools.iter().zip(section.rows.iter_mut()).collect();
+                order.rotate_left(rep % tools.len());
+                for (tool, row) in order {
                     let Outcome::Ran(runs) = &mut row.outcome else {
                         continue;
                     };
@@ -300,6 +322,7 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                         Err(e) => Err(e),
                     };
                     let _ = dc.delete_bucket().bucket(&dst_bucket).send().await;
+                    settle();
                     match result {
                         Ok(u) => {
                             println!(
@@ -336,4 +359,12 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
     std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
     println!("results written to {}", args.out.display());
     Ok(())
+}
+
+/// Flushes dirty pages to disk, so the next run does not pay for the
+/// writeback of the one before (or of the fill and the limit measurement).
+fn settle() {
+    if let Err(e) = Command::new("sync").status() {
+        eprintln!("warning: cannot run sync ({e}); runs may pay for each other's writeback");
+    }
 }

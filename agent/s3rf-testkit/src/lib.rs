@@ -218,7 +218,17 @@ impl S3Server {
         Self::start_in(kind, "s3rf-s3-")
     }
 
+    /// Starts a server of `kind` on a free port, with its data in a new
+    /// directory under `base` (e.g. a tmpfs for benchmarks).
+    pub fn start_under(kind: S3Kind, base: &Path) -> Result<Self> {
+        Self::start_with(kind, "s3rf-s3-", Some(base))
+    }
+
     fn start_in(kind: S3Kind, prefix: &str) -> Result<Self> {
+        Self::start_with(kind, prefix, None)
+    }
+
+    fn start_with(kind: S3Kind, prefix: &str, base: Option<&Path>) -> Result<Self> {
         let (access_key, secret_key) = match kind {
             S3Kind::Moto => ("s3rf-moto-key", "s3rf-moto-secret-value"),
             S3Kind::S3sFs => ("s3rf-test-key", "s3rf-test-secret"),
@@ -229,7 +239,10 @@ impl S3Server {
                 kind,
                 child: None,
                 port: free_port()?,
-                dir: tempfile::Builder::new().prefix(prefix).tempdir()?,
+                dir: match base {
+                    Some(base) => tempfile::Builder::new().prefix(prefix).tempdir_in(base)?,
+                    None => tempfile::Builder::new().prefix(prefix).tempdir()?,
+                },
                 access_key: access_key.to_owned(),
                 secret_key: secret_key.to_owned(),
             };
