@@ -106,6 +106,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         migrate: config.migrate.clone(),
         ledger: ledger.clone(),
         sequencers,
+        settling: Arc::new(tokio::sync::Semaphore::new(config.copy.concurrency)),
         abort: shutdown.abort.clone(),
         tracker: TaskTracker::new(),
         last_busy_ms: AtomicU64::new(0),

@@ -99,6 +99,10 @@ pub struct RawMigrate {
     /// Keys per listing page (at most 1000, S3's limit).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// `/` levels of a bucket's keys listed as parallel listings, one per
+    /// common prefix (0: one listing per bucket).
+    #[serde(default = "default_list_split_depth")]
+    pub list_split_depth: u32,
     /// How often this agent folds ledger events into migration tallies.
     #[serde(default = "default_tally_interval_ms")]
     pub tally_interval_ms: u64,
@@ -109,6 +113,7 @@ impl Default for RawMigrate {
         Self {
             list_concurrency: default_list_concurrency(),
             page_size: default_page_size(),
+            list_split_depth: default_list_split_depth(),
             tally_interval_ms: default_tally_interval_ms(),
         }
     }
@@ -119,6 +124,9 @@ const fn default_list_concurrency() -> usize {
 }
 const fn default_page_size() -> u32 {
     1000
+}
+const fn default_list_split_depth() -> u32 {
+    2
 }
 const fn default_tally_interval_ms() -> u64 {
     1000
@@ -388,6 +396,8 @@ pub struct MigrateConfig {
     pub list_concurrency: usize,
     /// Keys per page.
     pub page_size: i32,
+    /// `/` levels listed in parallel.
+    pub list_split_depth: u32,
     /// Tally fold interval.
     pub tally_interval: Duration,
 }
@@ -901,9 +911,16 @@ impl RawConfig {
         if !(1..=1000).contains(&m.page_size) {
             return Err(invalid("migrate.page_size", "must be between 1 and 1000"));
         }
+        if m.list_split_depth > crate::job::MAX_LIST_SPLIT {
+            return Err(invalid(
+                "migrate.list_split_depth",
+                format!("must be at most {}", crate::job::MAX_LIST_SPLIT),
+            ));
+        }
         let migrate = MigrateConfig {
             list_concurrency: m.list_concurrency,
             page_size: i32::try_from(m.page_size).unwrap_or(1000),
+            list_split_depth: m.list_split_depth,
             tally_interval: Duration::from_millis(m.tally_interval_ms.max(100)),
         };
         if self.sync.sequencer_ttl_secs < 60 {

@@ -1,7 +1,7 @@
 //! Migration control jobs: `migrate` selects buckets and publishes one bucket
 //! job each; `bucket` settles the destination bucket and only then starts its
-//! listing; `list` lists one page, publishes one object job per object and the
-//! job for the next page.
+//! listing; `list` lists one page, publishes the job for the next page and then
+//! one object job per object.
 //!
 //! **Architecture Invariant:** no object job of a bucket is published before
 //! that bucket's create has succeeded: listing jobs are published only by the
@@ -63,6 +63,18 @@ pub struct Control<'a> {
     pub executor: &'a Executor,
     /// Keys per listing page.
     pub page_size: i32,
+    /// `/` levels a bucket's listing splits into parallel listings.
+    pub list_split: u32,
+}
+
+/// Which listing a list job continues, and its page.
+struct Listing {
+    /// `None`: the bucket's first listing; else the split prefix.
+    prefix: Option<String>,
+    /// `/` levels still to split.
+    split: u32,
+    /// Page number within the listing.
+    page: u64,
 }
 
 /// A job to publish with its dedup id.
@@ -161,22 +173,32 @@ impl Control<'_> {
         Ok(())
     }
 
-    fn list_job(&self, scope: &Scope, side: Side, page: u64, token: Option<String>) -> Outgoing {
+    /// The job of one listing page: of the bucket's first listing
+    /// (`prefix` `None`) or of the split listing of `prefix`.
+    fn list_job(
+        &self,
+        scope: &Scope,
+        side: Side,
+        listing: Listing,
+        token: Option<String>,
+    ) -> Outgoing {
         let s = &scope.0;
+        let msg_id = format!(
+            "{}:list:{}",
+            s.migration,
+            migration::page_entity(&s.bucket, side, listing.prefix.as_deref(), listing.page)
+        );
         let job = s3rf_wire::ListJob {
             scope: s.clone(),
             side: match side {
                 Side::Source => s3rf_wire::ListSide::Source,
                 Side::Destination => s3rf_wire::ListSide::Destination,
             },
-            page,
+            page: listing.page,
             continuation_token: token,
+            prefix: listing.prefix,
+            split: listing.split,
         };
-        let msg_id = format!(
-            "{}:list:{}",
-            s.migration,
-            migration::page_entity(&s.bucket, side, page)
-        );
         self.outgoing(JobKind::List, msg_id, &job)
     }
 
@@ -207,9 +229,14 @@ impl Control<'_> {
             dst_bucket_new: state == BucketState::Created,
             ..s.clone()
         });
-        let mut jobs = vec![self.list_job(&listing, Side::Source, 0, None)];
+        let first = || Listing {
+            prefix: None,
+            split: self.list_split,
+            page: 0,
+        };
+        let mut jobs = vec![self.list_job(&listing, Side::Source, first(), None)];
         if s.delete_extraneous && state != BucketState::WouldCreate {
-            jobs.push(self.list_job(&listing, Side::Destination, 0, None));
+            jobs.push(self.list_job(&listing, Side::Destination, first(), None));
         }
         // Listing starts only now that the bucket exists.
         self.publish_all(jobs).await?;
@@ -223,27 +250,77 @@ impl Control<'_> {
         Ok(())
     }
 
-    /// `list`: one page, its object jobs, then the next page's job.
+    /// `list`: one page. Its ledger event first, then the jobs of the
+    /// listings it leads to (the next page, and with a split one listing per
+    /// common prefix), then this page's object jobs.
     pub async fn list(&self, job: &ListJob) -> Result<(), ControlError> {
         let s = &job.scope.0;
         let (endpoint, bucket) = match job.side {
             Side::Source => (&s.src, &s.bucket),
             Side::Destination => (&s.dst, &s.dst_bucket),
         };
+        let started = std::time::Instant::now();
+        let prefix = job.prefix.as_deref().or(s.prefix.as_deref());
         let page = self
             .executor
             .list_page(
                 endpoint,
                 bucket,
-                s.prefix.as_deref(),
+                prefix,
                 job.continuation_token.as_deref(),
                 self.page_size,
+                (job.split > 0).then_some("/"),
             )
             .await?;
-        let mut bytes = 0u64;
-        let mut jobs = Vec::with_capacity(page.objects.len() + 1);
+        let list_ms = started.elapsed().as_millis();
+        let objects = page.objects.len() as u64;
+        let last = page.next.is_none();
+        let listings = page.prefixes.len() as u64;
+        let bytes = page.objects.iter().map(|o| o.size).sum::<u64>();
+        // Recorded before any page it announces is published, so a page's
+        // event never precedes its announcer's and the fold's count
+        // (`pages == 1 + followups`) is exact. A redelivery finds it recorded.
+        let event = LedgerEvent::Page {
+            bucket: s.bucket.clone(),
+            side: job.side,
+            page: job.page,
+            objects,
+            bytes,
+            last,
+            listings,
+        };
+        self.ledger
+            .record(
+                &s.migration,
+                &migration::page_entity(&s.bucket, job.side, job.prefix.as_deref(), job.page),
+                &event,
+                0,
+            )
+            .await?;
+        // List ahead: other list workers (of this or other agents) list the
+        // next page and the split prefixes while this page's jobs are
+        // published, so listing never waits for publishing. A redelivery of
+        // this job republishes them under the same ids, which JetStream drops.
+        let mut ahead = Vec::with_capacity(page.prefixes.len() + 1);
+        if let Some(token) = page.next {
+            let next = Listing {
+                prefix: job.prefix.clone(),
+                split: job.split,
+                page: job.page + 1,
+            };
+            ahead.push(self.list_job(&job.scope, job.side, next, Some(token)));
+        }
+        for p in page.prefixes {
+            let child = Listing {
+                prefix: Some(p),
+                split: job.split.saturating_sub(1),
+                page: 0,
+            };
+            ahead.push(self.list_job(&job.scope, job.side, child, None));
+        }
+        self.publish_all(ahead).await?;
+        let mut jobs = Vec::with_capacity(page.objects.len());
         for obj in &page.objects {
-            bytes += obj.size;
             match job.side {
                 Side::Source => {
                     let copy = s3rf_wire::CopyJob {
@@ -304,35 +381,18 @@ impl Control<'_> {
                 }
             }
         }
-        let objects = page.objects.len() as u64;
-        let last = page.next.is_none();
-        if let Some(token) = page.next {
-            jobs.push(self.list_job(&job.scope, job.side, job.page + 1, Some(token)));
-        }
         self.publish_all(jobs).await?;
-        let event = LedgerEvent::Page {
-            bucket: s.bucket.clone(),
-            side: job.side,
-            page: job.page,
-            objects,
-            bytes,
-            last,
-        };
-        self.ledger
-            .record(
-                &s.migration,
-                &migration::page_entity(&s.bucket, job.side, job.page),
-                &event,
-                0,
-            )
-            .await?;
         info!(
             migration = %s.migration,
             bucket = %bucket,
             endpoint = %endpoint,
+            prefix = job.prefix.as_deref(),
             page = job.page,
             objects,
+            listings,
             last,
+            list_ms,
+            total_ms = started.elapsed().as_millis(),
             "listed page"
         );
         Ok(())

@@ -9,6 +9,9 @@ use crate::names::JobKind;
 /// Longest S3 key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// Most `/` levels a listing may split into parallel listings.
+pub const MAX_LIST_SPLIT: u32 = 16;
+
 /// Why a job payload was refused. All of these are permanent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
@@ -121,6 +124,11 @@ pub struct ListJob {
     pub page: u64,
     /// Continuation token of this page.
     pub continuation_token: Option<String>,
+    /// The prefix of a split listing, under the scope's; `None` for the
+    /// bucket's first listing, which lists the scope's prefix.
+    pub prefix: Option<String>,
+    /// `/` levels still split into parallel listings; 0 lists flat.
+    pub split: u32,
 }
 
 /// Any job an agent executes.
@@ -219,11 +227,45 @@ impl Job {
                     s3rf_wire::ListSide::Source => crate::migration::Side::Source,
                     s3rf_wire::ListSide::Destination => crate::migration::Side::Destination,
                 };
+                let scope = check.scope(w.scope)?;
+                let prefix = match w.prefix {
+                    None => None,
+                    Some(p) => {
+                        let under = scope.0.prefix.as_deref().unwrap_or("");
+                        if !p.starts_with(under) {
+                            return Err(check.invalid(
+                                "prefix",
+                                format!("{p:?} is not under the scope's prefix {under:?}"),
+                            ));
+                        }
+                        if p.len() > MAX_KEY_BYTES {
+                            return Err(check.invalid(
+                                "prefix",
+                                format!(
+                                    "{} bytes is longer than S3's 1024-byte key limit",
+                                    p.len()
+                                ),
+                            ));
+                        }
+                        Some(p)
+                    }
+                };
+                if w.split > MAX_LIST_SPLIT {
+                    return Err(check.invalid(
+                        "split",
+                        format!(
+                            "{} is more than the limit of {MAX_LIST_SPLIT} levels",
+                            w.split
+                        ),
+                    ));
+                }
                 Ok(Job::List(ListJob {
-                    scope: check.scope(w.scope)?,
+                    scope,
                     side,
                     page: w.page,
                     continuation_token: w.continuation_token,
+                    prefix,
+                    split: w.split,
                 }))
             }
         }

@@ -108,6 +108,11 @@ pub fn entity_hash(parts: &[&str]) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Which listing a page or object belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,13 +137,14 @@ pub fn bucket_entity(bucket: &str) -> String {
     format!("b-{}", entity_hash(&["bucket", bucket]))
 }
 
-/// Ledger entity of a listing page.
-pub fn page_entity(bucket: &str, side: Side, page: u64) -> String {
-    format!(
-        "p-{}-{}{page}",
-        entity_hash(&["bucket", bucket]),
-        side.letter()
-    )
+/// Ledger entity of a listing page: of the bucket's first listing
+/// (`split_prefix` `None`) or of the split listing of one prefix.
+pub fn page_entity(bucket: &str, side: Side, split_prefix: Option<&str>, page: u64) -> String {
+    let listing = match split_prefix {
+        None => entity_hash(&["bucket", bucket]),
+        Some(p) => entity_hash(&["bucket", bucket, p]),
+    };
+    format!("p-{listing}-{}{page}", side.letter())
 }
 
 /// Ledger entity of an object of a listing side.
@@ -260,6 +266,9 @@ pub enum LedgerEvent {
         bytes: u64,
         /// No page follows.
         last: bool,
+        /// Listings this page started, one per common prefix (split listing).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        listings: u64,
     },
     /// One object reached its final outcome.
     Object {
@@ -297,12 +306,15 @@ pub struct BucketTally {
     pub reason: Option<String>,
     /// Source pages recorded.
     pub source_pages: u64,
-    /// Number of the last source page, once recorded.
-    pub source_last: Option<u64>,
+    /// Source pages that recorded pages announced: a next page, and the first
+    /// page of each listing a split page started. Every listing is done when
+    /// `source_pages == 1 + source_followups`. (No serde default: a tally
+    /// stored by an older agent fails to parse and is folded again.)
+    pub source_followups: u64,
     /// Destination (mirror) pages recorded.
     pub destination_pages: u64,
-    /// Number of the last destination page, once recorded.
-    pub destination_last: Option<u64>,
+    /// As `source_followups`, for the destination listing.
+    pub destination_followups: u64,
     /// Source objects listed.
     pub objects: u64,
 }
@@ -363,15 +375,14 @@ pub struct Tally {
 }
 
 impl BucketTally {
-    /// Every source page up to the last one is recorded.
+    /// Every source page of every listing is recorded.
     pub fn source_listed(&self) -> bool {
-        self.source_last.is_some_and(|l| self.source_pages == l + 1)
+        self.source_pages > 0 && self.source_pages == 1 + self.source_followups
     }
 
-    /// Every destination page up to the last one is recorded.
+    /// Every destination page of every listing is recorded.
     pub fn destination_listed(&self) -> bool {
-        self.destination_last
-            .is_some_and(|l| self.destination_pages == l + 1)
+        self.destination_pages > 0 && self.destination_pages == 1 + self.destination_followups
     }
 }
 
@@ -412,27 +423,25 @@ impl Tally {
             LedgerEvent::Page {
                 bucket,
                 side,
-                page,
+                page: _,
                 objects,
                 bytes,
                 last,
+                listings,
             } => {
                 let b = self.buckets.entry(bucket.clone()).or_default();
+                let followups = u64::from(!*last) + listings;
                 match side {
                     Side::Source => {
                         b.objects += objects;
                         b.source_pages += 1;
-                        if *last {
-                            b.source_last = Some(*page);
-                        }
+                        b.source_followups += followups;
                         self.listed += objects;
                         self.listed_bytes += bytes;
                     }
                     Side::Destination => {
                         b.destination_pages += 1;
-                        if *last {
-                            b.destination_last = Some(*page);
-                        }
+                        b.destination_followups += followups;
                         self.mirror_listed += objects;
                     }
                 }
@@ -577,6 +586,7 @@ mod tests {
             objects,
             bytes: objects * 10,
             last,
+            listings: 0,
         }
     }
 
@@ -652,22 +662,67 @@ mod tests {
     }
 
     #[test]
-    fn a_late_middle_page_keeps_the_listing_open() {
+    fn an_announced_page_keeps_the_listing_open() {
+        // A page is recorded before the jobs of the pages it announces are
+        // published (control.rs), so a page never precedes its announcer.
         let mut t = Tally::default();
         t.apply(1, 0, &planned(&[("x", "x")], false));
         t.apply(2, 0, &bucket("x", BucketState::Created));
         t.apply(3, 0, &page("x", Side::Source, 0, 1, false));
         t.apply(4, 0, &obj(ObjectOutcome::Copied));
-        // Page 2 (the last) is recorded before page 1.
-        t.apply(5, 0, &page("x", Side::Source, 2, 1, true));
+        assert!(!t.listing_finished());
+        t.apply(5, 0, &page("x", Side::Source, 1, 1, false));
         t.apply(6, 0, &obj(ObjectOutcome::Copied));
         assert!(!t.listing_finished());
         assert!(!t.complete());
-        t.apply(7, 0, &page("x", Side::Source, 1, 1, false));
+        t.apply(7, 0, &page("x", Side::Source, 2, 1, true));
         assert!(t.listing_finished());
         assert!(!t.complete());
         t.apply(8, 0, &obj(ObjectOutcome::Skipped));
         assert!(t.complete());
+    }
+
+    #[test]
+    fn split_listings_finish_when_every_announced_page_is_recorded() {
+        let split = |page, objects, last, listings| LedgerEvent::Page {
+            bucket: "x".to_owned(),
+            side: Side::Source,
+            page,
+            objects,
+            bytes: objects * 10,
+            last,
+            listings,
+        };
+        let mut t = Tally::default();
+        t.apply(1, 0, &planned(&[("x", "x")], false));
+        t.apply(2, 0, &bucket("x", BucketState::Created));
+        // The root listing: page 0 has 2 prefixes and a next page; page 1
+        // (recorded after the listings page 0 started) has one more prefix.
+        t.apply(3, 0, &split(0, 1, false, 2));
+        // The second prefix's single page comes before the first prefix's.
+        t.apply(4, 0, &split(0, 2, true, 0));
+        // The first prefix's listing has two pages.
+        t.apply(5, 0, &split(0, 3, false, 0));
+        t.apply(6, 0, &split(1, 3, true, 0));
+        assert!(!t.listing_finished(), "root page 1 is still missing: {t:?}");
+        t.apply(7, 0, &split(1, 0, true, 1));
+        assert!(!t.listing_finished(), "the third prefix is still missing");
+        t.apply(8, 0, &split(0, 1, true, 0));
+        assert!(t.listing_finished(), "{t:?}");
+        assert_eq!((t.listed, t.buckets["x"].source_pages), (10, 6));
+        for i in 0..9 {
+            assert!(!t.complete());
+            t.apply(10 + i, 0, &obj(ObjectOutcome::Copied));
+        }
+        assert!(!t.complete());
+        t.apply(20, 0, &obj(ObjectOutcome::Copied));
+        assert!(t.complete());
+    }
+
+    #[test]
+    fn a_tally_stored_before_split_listings_is_folded_again() {
+        let old = r#"{"dst_bucket":"x","state":"created","source_pages":2,"source_last":1,"destination_pages":0,"destination_last":null,"objects":3}"#;
+        assert!(serde_json::from_str::<BucketTally>(old).is_err());
     }
 
     #[test]

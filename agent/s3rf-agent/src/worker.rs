@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -46,6 +46,10 @@ pub struct Shared {
     pub ledger: Ledger,
     /// Per-object event sequencers.
     pub sequencers: Sequencers,
+    /// Object jobs whose S3 work is done and whose ledger record and ack are
+    /// in flight (`copy.concurrency` at most): the job gives its pull slot
+    /// back for this one, so bookkeeping does not hold S3 concurrency.
+    pub settling: Arc<Semaphore>,
     /// Cancelled to abort jobs in flight (grace period over).
     pub abort: CancellationToken,
     /// Tracks jobs in flight.
@@ -132,15 +136,21 @@ pub async fn pull_loop(
             shared.mark_busy();
             let s = shared.clone();
             shared.tracker.spawn(async move {
-                handle(&s, kind, msg).await;
+                let mut slot = permit;
+                handle(&s, kind, msg, &mut slot).await;
                 s.mark_busy();
-                drop(permit);
+                drop(slot);
             });
         }
     }
 }
 
-async fn handle(shared: &Shared, kind: JobKind, msg: jetstream::Message) {
+async fn handle(
+    shared: &Shared,
+    kind: JobKind,
+    msg: jetstream::Message,
+    slot: &mut OwnedSemaphorePermit,
+) {
     let (seq, delivered, published) = match msg.info() {
         Ok(i) => (
             i.stream_sequence,
@@ -207,7 +217,7 @@ async fn handle(shared: &Shared, kind: JobKind, msg: jetstream::Message) {
             time.second()
         )
     };
-    run_job(shared, kind, msg, job, seq, delivered, &default_id)
+    run_job(shared, kind, msg, job, (seq, delivered), &default_id, slot)
         .instrument(span)
         .await;
 }
@@ -343,18 +353,29 @@ static EMPTY_OBJECT: crate::job::ObjectRef = crate::job::ObjectRef {
     key: String::new(),
 };
 
-async fn execute(shared: &Shared, job: &Job, default_id: &str) -> Result<Option<Outcome>, Failure> {
+async fn execute(
+    shared: &Shared,
+    job: &Job,
+    default_id: &str,
+    slot: &mut OwnedSemaphorePermit,
+) -> Result<Option<Outcome>, Failure> {
     let control = Control {
         js: &shared.js,
         names: &shared.names,
         ledger: &shared.ledger,
         executor: &shared.executor,
         page_size: shared.migrate.page_size,
+        list_split: shared.migrate.list_split_depth,
     };
     let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
     match job {
         Job::Copy(_) | Job::Delete(_) => {
             let outcome = run_object_job(shared, job).await?;
+            // The S3 work is done: trade the pull slot for a settling one,
+            // so the next job starts while this one is recorded and acked.
+            if let Ok(settling) = shared.settling.clone().acquire_owned().await {
+                *slot = settling;
+            }
             if let Some((m, entity, o, bytes)) = object_record(job, Some(&outcome)) {
                 shared
                     .ledger
@@ -375,9 +396,9 @@ async fn run_job(
     kind: JobKind,
     msg: jetstream::Message,
     job: Job,
-    seq: u64,
-    delivered: u64,
+    (seq, delivered): (u64, u64),
     default_id: &str,
+    slot: &mut OwnedSemaphorePermit,
 ) {
     let msg = Arc::new(msg);
     // Long jobs must not be redelivered while they still run.
@@ -399,7 +420,7 @@ async fn run_job(
         crate::metrics::in_flight(1.0);
     }
     let started = std::time::Instant::now();
-    let result = execute(shared, &job, default_id).await;
+    let result = execute(shared, &job, default_id, slot).await;
     progress.abort();
     if is_copy {
         crate::metrics::in_flight(-1.0);

@@ -206,6 +206,20 @@ pub struct ListJob {
     /// ListObjectsV2 continuation token of this page; absent for page 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation_token: Option<String>,
+    /// The prefix this listing covers, which starts with the scope's prefix;
+    /// absent: the scope's prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// How many more `/` levels this listing splits: above 0 it lists with
+    /// delimiter `/` and starts one listing per common prefix, which run in
+    /// parallel; 0 lists every key under the prefix.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub split: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -308,6 +322,11 @@ mod tests {
         let text = r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"x"},"side":"destination","page":3,"continuation_token":"t"}"#;
         let job: ListJob = serde_json::from_str(text).unwrap();
         assert_eq!(job.side, ListSide::Destination);
+        assert_eq!((job.prefix.as_deref(), job.split), (None, 0));
         assert_eq!(serde_json::to_string(&job).unwrap(), text);
+        let split = r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"x"},"side":"source","page":0,"prefix":"logs/","split":2}"#;
+        let job: ListJob = serde_json::from_str(split).unwrap();
+        assert_eq!((job.prefix.as_deref(), job.split), (Some("logs/"), 2));
+        assert_eq!(serde_json::to_string(&job).unwrap(), split);
     }
 }

@@ -93,6 +93,8 @@ pub struct Listed {
 pub struct Page {
     /// Objects, in the store's order (not necessarily sorted).
     pub objects: Vec<Listed>,
+    /// Common prefixes (listing with a delimiter only).
+    pub prefixes: Vec<String>,
     /// Token of the next page, if any.
     pub next: Option<String>,
 }
@@ -399,18 +401,25 @@ impl Executor {
 
     /// Within one endpoint, into a bucket this migration created (first
     /// delivery), with no filters: one CopyObject of the object as listed,
-    /// conditioned on the listed ETag, with metadata and tags copied by the
-    /// server. No HEAD at either end. `None` when the shortcut does not
-    /// apply or the source changed since it was listed (the caller then
-    /// takes the usual path).
+    /// conditioned on the listed ETag when the listing had one, with metadata
+    /// and tags copied by the server. No HEAD at either end. `None` when the
+    /// shortcut does not apply or the source changed since it was listed (the
+    /// caller then takes the usual path).
+    ///
+    /// A listing without ETags (some S3-compatible servers omit them) gives
+    /// an unconditional copy: whatever the source holds when the copy runs,
+    /// which is what a migration wants. Such a source may have a multipart
+    /// ETag that the copy does not record on the destination; a re-run then
+    /// copies that object once more instead of skipping it.
     async fn copy_as_listed(
         &self,
         store: &Store,
         job: &CopyJob,
     ) -> Result<Option<Outcome>, ExecError> {
-        let (Some(size), Some(etag)) = (job.listed_size, job.listed_etag.as_deref()) else {
+        let Some(size) = job.listed_size else {
             return Ok(None);
         };
+        let etag = job.listed_etag.as_deref();
         let express = store.config.kind == EndpointKind::S3Express
             || plan::is_directory_bucket(&job.dst.bucket)
             || plan::is_directory_bucket(&job.src.bucket);
@@ -420,7 +429,7 @@ impl Executor {
             || job.dry_run
             || express
             || size > self.copy.server_side_multipart_threshold
-            || plan::is_multipart_etag(etag)
+            || etag.is_some_and(plan::is_multipart_etag)
             || !self.filters.chain().is_empty()
         {
             return Ok(None);
@@ -435,7 +444,7 @@ impl Executor {
                 &job.src.key,
                 job.src_version.as_deref(),
             ))
-            .copy_source_if_match(format!("\"{etag}\""))
+            .set_copy_source_if_match(etag.map(|e| format!("\"{e}\"")))
             .metadata_directive(MetadataDirective::Copy)
             .tagging_directive(TaggingDirective::Copy)
             .send()
@@ -1313,6 +1322,7 @@ impl Executor {
         prefix: Option<&str>,
         token: Option<&str>,
         max_keys: i32,
+        delimiter: Option<&str>,
     ) -> Result<Page, ExecError> {
         let store = self.named_store(endpoint)?;
         let t = Self::bucket_target(endpoint, bucket);
@@ -1323,6 +1333,7 @@ impl Executor {
             .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
             .set_continuation_token(token.map(str::to_owned))
             .max_keys(max_keys)
+            .set_delimiter(delimiter.map(str::to_owned))
             .send()
             .await
             .map_err(|e| classify("ListObjectsV2", &t, e))?;
@@ -1337,10 +1348,19 @@ impl Executor {
                 })
             })
             .collect();
+        let prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_owned))
+            .collect();
         let next = match (out.is_truncated(), out.next_continuation_token()) {
             (Some(true), Some(tok)) if !tok.is_empty() => Some(tok.to_owned()),
             _ => None,
         };
-        Ok(Page { objects, next })
+        Ok(Page {
+            objects,
+            prefixes,
+            next,
+        })
     }
 }

@@ -50,6 +50,8 @@ pub struct AgentOpts {
     pub retry_base_delay_ms: u64,
     pub buffer_memory: &'static str,
     pub page_size: u32,
+    /// `migrate.list_split_depth`.
+    pub list_split_depth: u32,
     /// Appended to the config verbatim (extra endpoints).
     pub extra_toml: String,
     /// Extra environment for the agent process.
@@ -71,6 +73,7 @@ impl Default for AgentOpts {
             retry_base_delay_ms: 100,
             buffer_memory: "64MiB",
             page_size: 1000,
+            list_split_depth: 2,
             extra_toml: String::new(),
             env: Vec::new(),
             embedded_store: None,
@@ -160,6 +163,7 @@ retry_max_delay_secs = 2
 
 [migrate]
 page_size = {page}
+list_split_depth = {split}
 tally_interval_ms = 200
 
 {extra}
@@ -181,6 +185,7 @@ tally_interval_ms = 200
             retry = o.retry_base_delay_ms,
             bm = o.buffer_memory,
             page = o.page_size,
+            split = o.list_split_depth,
             extra = o.extra_toml,
         )
     }

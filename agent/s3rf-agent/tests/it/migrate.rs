@@ -98,7 +98,10 @@ async fn multi_bucket_migration_with_two_agents_is_exact() {
     );
     assert_eq!(t.buckets_done(), 2);
     assert_eq!(t.buckets[&b1].state, Some(BucketState::Created));
-    assert_eq!(t.buckets[&b1].source_pages, 5, "23 objects in pages of 5");
+    assert_eq!(
+        t.buckets[&b1].source_pages, 7,
+        "a split listing: the root page names dir0/ dir1/ dir2/, each of 7 or 8 objects lists in 2 pages of 5"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     watcher.abort();
     assert_eq!(*seen.lock().unwrap(), 40, "every copy job observed");
@@ -221,6 +224,8 @@ async fn killed_agent_mid_listing_still_completes_exactly() {
     let opts = AgentOpts {
         page_size: 1,
         ack_wait_secs: 2,
+        // One flat listing: its pages follow one another.
+        list_split_depth: 0,
         ..AgentOpts::default()
     };
     let first = env.spawn_agent(&opts).await;
