@@ -103,6 +103,10 @@ pub struct RawMigrate {
     /// common prefix (0: one listing per bucket).
     #[serde(default = "default_list_split_depth")]
     pub list_split_depth: u32,
+    /// A list job waits while this many copy (or delete) jobs wait for an
+    /// agent: how far listing runs ahead of copying.
+    #[serde(default = "default_max_queued_jobs")]
+    pub max_queued_jobs: u64,
     /// How often this agent folds ledger events into migration tallies.
     #[serde(default = "default_tally_interval_ms")]
     pub tally_interval_ms: u64,
@@ -114,6 +118,7 @@ impl Default for RawMigrate {
             list_concurrency: default_list_concurrency(),
             page_size: default_page_size(),
             list_split_depth: default_list_split_depth(),
+            max_queued_jobs: default_max_queued_jobs(),
             tally_interval_ms: default_tally_interval_ms(),
         }
     }
@@ -127,6 +132,9 @@ const fn default_page_size() -> u32 {
 }
 const fn default_list_split_depth() -> u32 {
     2
+}
+const fn default_max_queued_jobs() -> u64 {
+    20_000
 }
 const fn default_tally_interval_ms() -> u64 {
     1000
@@ -398,6 +406,8 @@ pub struct MigrateConfig {
     pub page_size: i32,
     /// `/` levels listed in parallel.
     pub list_split_depth: u32,
+    /// Object jobs queued before listing waits.
+    pub max_queued_jobs: u64,
     /// Tally fold interval.
     pub tally_interval: Duration,
 }
@@ -911,6 +921,9 @@ impl RawConfig {
         if !(1..=1000).contains(&m.page_size) {
             return Err(invalid("migrate.page_size", "must be between 1 and 1000"));
         }
+        if m.max_queued_jobs == 0 {
+            return Err(invalid("migrate.max_queued_jobs", "must be at least 1"));
+        }
         if m.list_split_depth > crate::job::MAX_LIST_SPLIT {
             return Err(invalid(
                 "migrate.list_split_depth",
@@ -921,6 +934,7 @@ impl RawConfig {
             list_concurrency: m.list_concurrency,
             page_size: i32::try_from(m.page_size).unwrap_or(1000),
             list_split_depth: m.list_split_depth,
+            max_queued_jobs: m.max_queued_jobs,
             tally_interval: Duration::from_millis(m.tally_interval_ms.max(100)),
         };
         if self.sync.sequencer_ttl_secs < 60 {

@@ -14,7 +14,9 @@
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use serde::Serialize;
-use tracing::info;
+use std::time::Duration;
+
+use tracing::{debug, info};
 
 use crate::executor::{ExecError, Executor};
 use crate::jetstream::QueueError;
@@ -65,6 +67,10 @@ pub struct Control<'a> {
     pub page_size: i32,
     /// `/` levels a bucket's listing splits into parallel listings.
     pub list_split: u32,
+    /// A list job waits while this many object jobs wait for an agent.
+    pub max_queued_jobs: u64,
+    /// Cancelled when jobs in flight must stop (shutdown grace over).
+    pub abort: &'a tokio_util::sync::CancellationToken,
 }
 
 /// Which listing a list job continues, and its page.
@@ -250,6 +256,48 @@ impl Control<'_> {
         Ok(())
     }
 
+    /// Object jobs of `kind` waiting for an agent. `None` when the count
+    /// cannot be read (waiting is then skipped: pacing, not correctness).
+    async fn queued(&self, kind: JobKind) -> Option<u64> {
+        let consumer: Result<jetstream::consumer::PullConsumer, _> = self
+            .js
+            .get_consumer_from_stream(self.names.consumer(kind), self.names.jobs_stream())
+            .await;
+        match consumer {
+            Ok(c) => Some(c.cached_info().num_pending),
+            Err(e) => {
+                debug!(error = %e, "cannot read the job backlog; listing without waiting");
+                None
+            }
+        }
+    }
+
+    /// Backpressure: waits while `max_queued_jobs` or more jobs of `kind`
+    /// wait for an agent, so listing runs ahead of copying by a bounded
+    /// amount and nats-server's duplicate window (message ids of the last
+    /// two minutes) stays in proportion to the copy rate.
+    async fn wait_for_room(&self, kind: JobKind) -> Result<(), ControlError> {
+        let mut paused = false;
+        while let Some(queued) = self.queued(kind).await {
+            if queued < self.max_queued_jobs {
+                break;
+            }
+            if !paused {
+                info!(
+                    queued,
+                    limit = self.max_queued_jobs,
+                    "listing paused: enough jobs are queued (migrate.max_queued_jobs)"
+                );
+                paused = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = self.abort.cancelled() => return Err(ExecError::Cancelled.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// `list`: one page. Its ledger event first, then the jobs of the
     /// listings it leads to (the next page, and with a split one listing per
     /// common prefix), then this page's object jobs.
@@ -259,6 +307,11 @@ impl Control<'_> {
             Side::Source => (&s.src, &s.bucket),
             Side::Destination => (&s.dst, &s.dst_bucket),
         };
+        self.wait_for_room(match job.side {
+            Side::Source => JobKind::Copy,
+            Side::Destination => JobKind::Delete,
+        })
+        .await?;
         let started = std::time::Instant::now();
         let prefix = job.prefix.as_deref().or(s.prefix.as_deref());
         let page = self

@@ -366,6 +366,8 @@ async fn execute(
         executor: &shared.executor,
         page_size: shared.migrate.page_size,
         list_split: shared.migrate.list_split_depth,
+        max_queued_jobs: shared.migrate.max_queued_jobs,
+        abort: &shared.abort,
     };
     let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
     match job {

@@ -52,6 +52,8 @@ pub struct AgentOpts {
     pub page_size: u32,
     /// `migrate.list_split_depth`.
     pub list_split_depth: u32,
+    /// `migrate.max_queued_jobs`.
+    pub max_queued_jobs: u64,
     /// Appended to the config verbatim (extra endpoints).
     pub extra_toml: String,
     /// Extra environment for the agent process.
@@ -74,6 +76,7 @@ impl Default for AgentOpts {
             buffer_memory: "64MiB",
             page_size: 1000,
             list_split_depth: 2,
+            max_queued_jobs: 20_000,
             extra_toml: String::new(),
             env: Vec::new(),
             embedded_store: None,
@@ -164,6 +167,7 @@ retry_max_delay_secs = 2
 [migrate]
 page_size = {page}
 list_split_depth = {split}
+max_queued_jobs = {queued}
 tally_interval_ms = 200
 
 {extra}
@@ -186,6 +190,7 @@ tally_interval_ms = 200
             bm = o.buffer_memory,
             page = o.page_size,
             split = o.list_split_depth,
+            queued = o.max_queued_jobs,
             extra = o.extra_toml,
         )
     }

@@ -255,6 +255,39 @@ async fn killed_agent_mid_listing_still_completes_exactly() {
     assert_eq!(bucket_contents(&moto, &b).await, want);
 }
 
+/// Listing waits while `max_queued_jobs` copy jobs are queued, and the
+/// migration still completes exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_pauses_while_enough_jobs_are_queued() {
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let moto = env.moto.client();
+    let b = make_bucket(&fs, "backlog").await;
+    let want = fill(&fs, &b, 40, 7).await;
+    let agent = env
+        .spawn_agent(&AgentOpts {
+            page_size: 5,
+            list_split_depth: 0,
+            max_queued_jobs: 3,
+            ..AgentOpts::default()
+        })
+        .await;
+    env.publish(
+        "s3rf.migrate",
+        serde_json::json!({"id": "q1", "src": "fs", "dst": "moto", "buckets": [b]}).to_string(),
+    )
+    .await;
+    let t = wait_complete(&env, "q1").await;
+    assert_eq!((t.listed, t.copied, t.dead_lettered), (40, 40, 0), "{t:#?}");
+    assert_eq!(t.buckets[&b].source_pages, 8, "40 objects in pages of 5");
+    assert_eq!(bucket_contents(&moto, &b).await, want);
+    let log = agent.log();
+    assert!(
+        log.contains("listing paused: enough jobs are queued") && log.contains("\"limit\":3"),
+        "{log}"
+    );
+}
+
 /// A spec reused with different content is refused, naming the id.
 #[tokio::test(flavor = "multi_thread")]
 async fn conflicting_migration_id_is_dead_lettered() {
