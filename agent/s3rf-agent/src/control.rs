@@ -1,7 +1,9 @@
 //! Migration control jobs: `migrate` selects buckets and publishes one bucket
 //! job each; `bucket` settles the destination bucket and only then starts its
-//! listing; `list` lists one page, publishes the job for the next page and then
-//! one object job per object.
+//! listing; `list` waits while enough object jobs are queued, lists one page,
+//! records it, publishes the jobs of the pages it leads to (the next page and,
+//! when splitting, one listing per common prefix) and then one object job per
+//! object.
 //!
 //! **Architecture Invariant:** no object job of a bucket is published before
 //! that bucket's create has succeeded: listing jobs are published only by the
@@ -11,11 +13,11 @@
 //! redelivered control job republishes the same jobs and JetStream drops the
 //! duplicates; outcomes are recorded once per entity in the ledger.
 
+use std::time::Duration;
+
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use serde::Serialize;
-use std::time::Duration;
-
 use tracing::{debug, info};
 
 use crate::executor::{ExecError, Executor};
@@ -274,8 +276,7 @@ impl Control<'_> {
 
     /// Backpressure: waits while `max_queued_jobs` or more jobs of `kind`
     /// wait for an agent, so listing runs ahead of copying by a bounded
-    /// amount and nats-server's duplicate window (message ids of the last
-    /// two minutes) stays in proportion to the copy rate.
+    /// amount.
     async fn wait_for_room(&self, kind: JobKind) -> Result<(), ControlError> {
         let mut paused = false;
         while let Some(queued) = self.queued(kind).await {
