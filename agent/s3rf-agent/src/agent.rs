@@ -149,7 +149,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     let mut loops = Vec::new();
     for (kind, consumer) in consumers {
         let concurrency = match kind {
-            JobKind::Copy | JobKind::Delete => config.copy.concurrency,
+            JobKind::Copy | JobKind::Delete | JobKind::Batch => config.copy.concurrency,
             JobKind::Migrate | JobKind::Bucket | JobKind::List => config.migrate.list_concurrency,
         };
         loops.push(tokio::spawn(pull_loop(

@@ -107,6 +107,14 @@ pub struct RawMigrate {
     /// agent: how far listing runs ahead of copying.
     #[serde(default = "default_max_queued_jobs")]
     pub max_queued_jobs: u64,
+    /// Most objects per batch job: a listing publishes objects of at most
+    /// `batch_max_size` in batches, one message, ledger event and ack each
+    /// (0 or 1: one copy job per object).
+    #[serde(default = "default_batch_objects")]
+    pub batch_objects: usize,
+    /// Objects up to this size go into batch jobs.
+    #[serde(default = "default_batch_max_size")]
+    pub batch_max_size: ByteSize,
     /// How often this agent folds ledger events into migration tallies.
     #[serde(default = "default_tally_interval_ms")]
     pub tally_interval_ms: u64,
@@ -119,6 +127,8 @@ impl Default for RawMigrate {
             page_size: default_page_size(),
             list_split_depth: default_list_split_depth(),
             max_queued_jobs: default_max_queued_jobs(),
+            batch_objects: default_batch_objects(),
+            batch_max_size: default_batch_max_size(),
             tally_interval_ms: default_tally_interval_ms(),
         }
     }
@@ -135,6 +145,12 @@ const fn default_list_split_depth() -> u32 {
 }
 const fn default_max_queued_jobs() -> u64 {
     20_000
+}
+const fn default_batch_objects() -> usize {
+    100
+}
+const fn default_batch_max_size() -> ByteSize {
+    ByteSize::mib(1)
 }
 const fn default_tally_interval_ms() -> u64 {
     1000
@@ -408,6 +424,10 @@ pub struct MigrateConfig {
     pub list_split_depth: u32,
     /// Object jobs queued before listing waits.
     pub max_queued_jobs: u64,
+    /// Most objects per batch job (below 2: no batches).
+    pub batch_objects: usize,
+    /// Objects up to this many bytes are batched.
+    pub batch_max_size: u64,
     /// Tally fold interval.
     pub tally_interval: Duration,
 }
@@ -930,11 +950,22 @@ impl RawConfig {
                 format!("must be at most {}", crate::job::MAX_LIST_SPLIT),
             ));
         }
+        if m.batch_objects > crate::job::MAX_BATCH_OBJECTS {
+            return Err(invalid(
+                "migrate.batch_objects",
+                format!(
+                    "must be at most {} (0 or 1 turns batching off)",
+                    crate::job::MAX_BATCH_OBJECTS
+                ),
+            ));
+        }
         let migrate = MigrateConfig {
             list_concurrency: m.list_concurrency,
             page_size: i32::try_from(m.page_size).unwrap_or(1000),
             list_split_depth: m.list_split_depth,
             max_queued_jobs: m.max_queued_jobs,
+            batch_objects: m.batch_objects,
+            batch_max_size: m.batch_max_size.as_u64(),
             tally_interval: Duration::from_millis(m.tally_interval_ms.max(100)),
         };
         if self.sync.sequencer_ttl_secs < 60 {

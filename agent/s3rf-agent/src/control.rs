@@ -71,6 +71,13 @@ pub struct Control<'a> {
     pub list_split: u32,
     /// A list job waits while this many object jobs wait for an agent.
     pub max_queued_jobs: u64,
+    /// Most objects per batch job (below 2: no batches).
+    pub batch_objects: usize,
+    /// Objects up to this many bytes are batched.
+    pub batch_max_size: u64,
+    /// This agent's `copy.concurrency`: a page makes at least this many
+    /// batches when it has enough small objects.
+    pub copy_concurrency: usize,
     /// Cancelled when jobs in flight must stop (shutdown grace over).
     pub abort: &'a tokio_util::sync::CancellationToken,
 }
@@ -86,10 +93,41 @@ struct Listing {
 }
 
 /// A job to publish with its dedup id.
-struct Outgoing {
-    subject: String,
-    msg_id: String,
-    payload: Vec<u8>,
+pub(crate) struct Outgoing {
+    /// Job subject.
+    pub subject: String,
+    /// `Nats-Msg-Id`.
+    pub msg_id: String,
+    /// JSON.
+    pub payload: Vec<u8>,
+}
+
+/// Publishes all, then waits for every PubAck.
+pub(crate) async fn publish_all(
+    js: &jetstream::Context,
+    jobs: Vec<Outgoing>,
+) -> Result<(), QueueError> {
+    let mut acks = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", job.msg_id.as_str());
+        let subject = job.subject.clone();
+        let ack = js
+            .publish_with_headers(job.subject, headers, job.payload.into())
+            .await
+            .map_err(|e| QueueError::Publish {
+                subject: subject.clone(),
+                detail: e.to_string(),
+            })?;
+        acks.push((subject, ack));
+    }
+    for (subject, ack) in acks {
+        ack.await.map_err(|e| QueueError::Publish {
+            subject,
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 impl Control<'_> {
@@ -101,30 +139,8 @@ impl Control<'_> {
         }
     }
 
-    /// Publishes all, then waits for every PubAck.
     async fn publish_all(&self, jobs: Vec<Outgoing>) -> Result<(), QueueError> {
-        let mut acks = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", job.msg_id.as_str());
-            let subject = job.subject.clone();
-            let ack = self
-                .js
-                .publish_with_headers(job.subject, headers, job.payload.into())
-                .await
-                .map_err(|e| QueueError::Publish {
-                    subject: subject.clone(),
-                    detail: e.to_string(),
-                })?;
-            acks.push((subject, ack));
-        }
-        for (subject, ack) in acks {
-            ack.await.map_err(|e| QueueError::Publish {
-                subject,
-                detail: e.to_string(),
-            })?;
-        }
-        Ok(())
+        publish_all(self.js, jobs).await
     }
 
     /// `migrate`: record the spec and plan, publish bucket jobs.
@@ -258,9 +274,9 @@ impl Control<'_> {
         Ok(())
     }
 
-    /// Object jobs of `kind` waiting for an agent. `None` when the count
-    /// cannot be read (waiting is then skipped: pacing, not correctness).
-    async fn queued(&self, kind: JobKind) -> Option<u64> {
+    /// Jobs of `kind` waiting for an agent. `None` when the count cannot be
+    /// read (waiting is then skipped: pacing, not correctness).
+    async fn pending(&self, kind: JobKind) -> Option<u64> {
         let consumer: Result<jetstream::consumer::PullConsumer, _> = self
             .js
             .get_consumer_from_stream(self.names.consumer(kind), self.names.jobs_stream())
@@ -274,12 +290,32 @@ impl Control<'_> {
         }
     }
 
-    /// Backpressure: waits while `max_queued_jobs` or more jobs of `kind`
-    /// wait for an agent, so listing runs ahead of copying by a bounded
-    /// amount.
-    async fn wait_for_room(&self, kind: JobKind) -> Result<(), ControlError> {
+    /// Objects waiting for an agent on `side`: copy jobs plus batch jobs
+    /// counted at a full page's batch size (delete jobs for the destination).
+    async fn queued(&self, side: Side) -> Option<u64> {
+        match side {
+            Side::Destination => self.pending(JobKind::Delete).await,
+            Side::Source => {
+                let copies = self.pending(JobKind::Copy).await?;
+                if self.batch_objects < 2 {
+                    return Some(copies);
+                }
+                let per_batch = usize::try_from(self.page_size)
+                    .unwrap_or(1000)
+                    .div_ceil(self.copy_concurrency.max(1))
+                    .clamp(1, self.batch_objects);
+                let batches = self.pending(JobKind::Batch).await?;
+                Some(copies + batches * per_batch as u64)
+            }
+        }
+    }
+
+    /// Backpressure: waits while `max_queued_jobs` or more objects of
+    /// `side` wait for an agent, so listing runs ahead of copying by a
+    /// bounded amount.
+    async fn wait_for_room(&self, side: Side) -> Result<(), ControlError> {
         let mut paused = false;
-        while let Some(queued) = self.queued(kind).await {
+        while let Some(queued) = self.queued(side).await {
             if queued < self.max_queued_jobs {
                 break;
             }
@@ -299,6 +335,51 @@ impl Control<'_> {
         Ok(())
     }
 
+    /// The jobs of a source page's objects: batches of the small ones
+    /// (`migration::plan_batches`), a copy job for each of the others.
+    fn source_jobs(
+        &self,
+        s: &s3rf_wire::MigrationScope,
+        objects: &[crate::executor::Listed],
+    ) -> Vec<Outgoing> {
+        let sizes: Vec<u64> = objects.iter().map(|o| o.size).collect();
+        let (alone, batches) = migration::plan_batches(
+            &sizes,
+            self.batch_max_size,
+            self.batch_objects,
+            self.copy_concurrency,
+        );
+        let mut jobs = Vec::with_capacity(alone.len() + batches.len());
+        for batch in batches {
+            let objects: Vec<s3rf_wire::BatchObject> = batch
+                .iter()
+                .map(|&i| s3rf_wire::BatchObject {
+                    key: objects[i].key.clone(),
+                    size: objects[i].size,
+                    etag: objects[i].etag.clone(),
+                })
+                .collect();
+            let entity = migration::batch_entity(&s.bucket, objects.iter().map(|o| o.key.as_str()));
+            let job = s3rf_wire::BatchJob {
+                scope: s.clone(),
+                objects,
+            };
+            jobs.push(self.outgoing(
+                JobKind::Batch,
+                format!("{}:batch:{entity}", s.migration),
+                &job,
+            ));
+        }
+        for i in alone {
+            let obj = &objects[i];
+            let copy = crate::job::listed_copy(s, &obj.key, obj.size, obj.etag.as_deref());
+            let msg_id =
+                migration::copy_msg_id(&s.migration, &s.bucket, &obj.key, obj.etag.as_deref());
+            jobs.push(self.outgoing(JobKind::Copy, msg_id, &copy));
+        }
+        jobs
+    }
+
     /// `list`: one page. Its ledger event first, then the jobs of the
     /// listings it leads to (the next page, and with a split one listing per
     /// common prefix), then this page's object jobs.
@@ -308,11 +389,7 @@ impl Control<'_> {
             Side::Source => (&s.src, &s.bucket),
             Side::Destination => (&s.dst, &s.dst_bucket),
         };
-        self.wait_for_room(match job.side {
-            Side::Source => JobKind::Copy,
-            Side::Destination => JobKind::Delete,
-        })
-        .await?;
+        self.wait_for_room(job.side).await?;
         let started = std::time::Instant::now();
         let prefix = job.prefix.as_deref().or(s.prefix.as_deref());
         let page = self
@@ -373,42 +450,12 @@ impl Control<'_> {
             ahead.push(self.list_job(&job.scope, job.side, child, None));
         }
         self.publish_all(ahead).await?;
-        let mut jobs = Vec::with_capacity(page.objects.len());
-        for obj in &page.objects {
-            match job.side {
-                Side::Source => {
-                    let copy = s3rf_wire::CopyJob {
-                        src: s3rf_wire::SourceObject {
-                            endpoint: s.src.clone(),
-                            bucket: s.bucket.clone(),
-                            key: obj.key.clone(),
-                            version_id: None,
-                        },
-                        dst: s3rf_wire::DestinationLocation {
-                            endpoint: s.dst.clone(),
-                            bucket: s.dst_bucket.clone(),
-                            key: None,
-                        },
-                        migration: Some(s.migration.clone()),
-                        dry_run: s.dry_run,
-                        sequencer: None,
-                        skip_if_source_missing: false,
-                        listed_size: Some(obj.size),
-                        listed_etag: obj.etag.clone(),
-                        dst_bucket_new: s.dst_bucket_new,
-                    };
-                    let entity = migration::object_entity(&s.bucket, Side::Source, &obj.key);
-                    jobs.push(self.outgoing(
-                        JobKind::Copy,
-                        format!(
-                            "{}:copy:{entity}:{}",
-                            s.migration,
-                            obj.etag.as_deref().unwrap_or("")
-                        ),
-                        &copy,
-                    ));
-                }
-                Side::Destination => {
+        let jobs = match job.side {
+            Side::Source => self.source_jobs(s, &page.objects),
+            Side::Destination => page
+                .objects
+                .iter()
+                .map(|obj| {
                     let delete = s3rf_wire::DeleteJob {
                         dst: s3rf_wire::DestinationObject {
                             endpoint: s.dst.clone(),
@@ -427,14 +474,14 @@ impl Control<'_> {
                         dry_run: s.dry_run,
                     };
                     let entity = migration::object_entity(&s.bucket, Side::Destination, &obj.key);
-                    jobs.push(self.outgoing(
+                    self.outgoing(
                         JobKind::Delete,
                         format!("{}:delete:{entity}", s.migration),
                         &delete,
-                    ));
-                }
-            }
-        }
+                    )
+                })
+                .collect(),
+        };
         self.publish_all(jobs).await?;
         info!(
             migration = %s.migration,

@@ -12,6 +12,9 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Most `/` levels a listing may split into parallel listings.
 pub const MAX_LIST_SPLIT: u32 = 16;
 
+/// Most objects one batch job may carry (a listing page's worth).
+pub const MAX_BATCH_OBJECTS: usize = 1000;
+
 /// Why a job payload was refused. All of these are permanent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
@@ -131,6 +134,85 @@ pub struct ListJob {
     pub split: u32,
 }
 
+/// One object of a batch, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchObject {
+    /// Source key, also the destination key.
+    pub key: String,
+    /// Size as listed.
+    pub size: u64,
+    /// ETag as listed.
+    pub etag: Option<String>,
+}
+
+/// A validated batch job: small objects of one listing, copied one after
+/// another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchJob {
+    /// Bucket pair and settings.
+    pub scope: Scope,
+    /// The objects, 1 to [`MAX_BATCH_OBJECTS`], keys distinct.
+    pub objects: Vec<BatchObject>,
+}
+
+impl BatchJob {
+    /// The copy job of one object: what a listing publishes for an object it
+    /// does not batch. `first_delivery` keeps the listing's "nothing at the
+    /// destination yet" hint; a redelivered batch compares again.
+    pub fn copy_job(&self, obj: &BatchObject, first_delivery: bool) -> CopyJob {
+        let s = &self.scope.0;
+        CopyJob {
+            src: ObjectRef {
+                endpoint: s.src.clone(),
+                bucket: s.bucket.clone(),
+                key: obj.key.clone(),
+            },
+            src_version: None,
+            dst: ObjectRef {
+                endpoint: s.dst.clone(),
+                bucket: s.dst_bucket.clone(),
+                key: obj.key.clone(),
+            },
+            migration: Some(s.migration.clone()),
+            dry_run: s.dry_run,
+            sequencer: None,
+            skip_if_source_missing: false,
+            listed_size: Some(obj.size),
+            listed_etag: obj.etag.clone(),
+            skip_destination_head: s.dst_bucket_new && first_delivery,
+        }
+    }
+}
+
+/// The wire copy job a migration listing publishes for one listed object.
+pub fn listed_copy(
+    scope: &s3rf_wire::MigrationScope,
+    key: &str,
+    size: u64,
+    etag: Option<&str>,
+) -> s3rf_wire::CopyJob {
+    s3rf_wire::CopyJob {
+        src: s3rf_wire::SourceObject {
+            endpoint: scope.src.clone(),
+            bucket: scope.bucket.clone(),
+            key: key.to_owned(),
+            version_id: None,
+        },
+        dst: s3rf_wire::DestinationLocation {
+            endpoint: scope.dst.clone(),
+            bucket: scope.dst_bucket.clone(),
+            key: None,
+        },
+        migration: Some(scope.migration.clone()),
+        dry_run: scope.dry_run,
+        sequencer: None,
+        skip_if_source_missing: false,
+        listed_size: Some(size),
+        listed_etag: etag.map(str::to_owned),
+        dst_bucket_new: scope.dst_bucket_new,
+    }
+}
+
 /// Any job an agent executes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
@@ -144,6 +226,8 @@ pub enum Job {
     Bucket(Scope),
     /// List one page.
     List(ListJob),
+    /// Copy a batch of small objects.
+    Batch(BatchJob),
 }
 
 impl Job {
@@ -268,6 +352,36 @@ impl Job {
                     split: w.split,
                 }))
             }
+            JobKind::Batch => {
+                let w: s3rf_wire::BatchJob = serde_json::from_slice(payload).map_err(malformed)?;
+                let scope = check.scope(w.scope)?;
+                if w.objects.is_empty() || w.objects.len() > MAX_BATCH_OBJECTS {
+                    return Err(check.invalid(
+                        "objects",
+                        format!(
+                            "{} objects; a batch carries 1 to {MAX_BATCH_OBJECTS}",
+                            w.objects.len()
+                        ),
+                    ));
+                }
+                let mut seen = std::collections::HashSet::with_capacity(w.objects.len());
+                let mut objects = Vec::with_capacity(w.objects.len());
+                for o in w.objects {
+                    check.key(&o.key, "objects.key")?;
+                    if !seen.insert(o.key.clone()) {
+                        return Err(check.invalid(
+                            "objects.key",
+                            format!("{:?} appears twice; list each object once", o.key),
+                        ));
+                    }
+                    objects.push(BatchObject {
+                        key: o.key,
+                        size: o.size,
+                        etag: check.optional("objects.etag", o.etag)?,
+                    });
+                }
+                Ok(Job::Batch(BatchJob { scope, objects }))
+            }
         }
     }
 
@@ -279,6 +393,7 @@ impl Job {
             Job::Migrate(m) => m.spec.id.as_deref(),
             Job::Bucket(s) => Some(&s.0.migration),
             Job::List(l) => Some(&l.scope.0.migration),
+            Job::Batch(b) => Some(&b.scope.0.migration),
         }
     }
 }
@@ -348,20 +463,25 @@ impl<F: Fn(&str) -> bool> Checker<'_, F> {
             _ => ("dst.bucket", "dst.key"),
         };
         self.bucket(&bucket, bucket_field)?;
-        if key.is_empty() {
-            return Err(self.invalid(key_field, "must not be empty"));
-        }
-        if key.len() > MAX_KEY_BYTES {
-            return Err(self.invalid(
-                key_field,
-                format!("{} bytes is longer than S3's 1024-byte limit", key.len()),
-            ));
-        }
+        self.key(&key, key_field)?;
         Ok(ObjectRef {
             endpoint,
             bucket,
             key,
         })
+    }
+
+    fn key(&self, key: &str, field: &'static str) -> Result<(), JobError> {
+        if key.is_empty() {
+            return Err(self.invalid(field, "must not be empty"));
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(self.invalid(
+                field,
+                format!("{} bytes is longer than S3's 1024-byte limit", key.len()),
+            ));
+        }
+        Ok(())
     }
 
     fn optional(
@@ -496,5 +616,59 @@ mod tests {
             r#"{"src":{"endpoint":"a","bucket":"p","key":"k"},"dst":{"endpoint":"b","bucket":"q"},"migration":"bad id"}"#,
             Err("invalid migration"),
         );
+    }
+
+    #[test]
+    fn batch_jobs() {
+        let b = JobKind::Batch;
+        let scope = r#""scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y","dst_bucket_new":true}"#;
+        check(
+            b,
+            &format!(r#"{{{scope},"objects":[{{"key":"k1","size":3,"etag":"e"}}]}}"#),
+            Ok(r#"BatchObject { key: "k1", size: 3, etag: Some("e") }"#),
+        );
+        check(
+            b,
+            &format!(r#"{{{scope},"objects":[]}}"#),
+            Err("0 objects; a batch carries 1 to 1000"),
+        );
+        check(
+            b,
+            &format!(r#"{{{scope},"objects":[{{"key":"k","size":1}},{{"key":"k","size":1}}]}}"#),
+            Err("\"k\" appears twice"),
+        );
+        check(
+            b,
+            &format!(r#"{{{scope},"objects":[{{"key":"","size":1}}]}}"#),
+            Err("invalid objects.key"),
+        );
+        check(
+            b,
+            &format!(r#"{{{scope},"objects":[{{"key":"k","size":1,"etag":""}}]}}"#),
+            Err("invalid objects.etag"),
+        );
+        check(
+            b,
+            r#"{"scope":{"migration":"m1","src":"a","dst":"c","bucket":"x","dst_bucket":"y"},"objects":[{"key":"k","size":1}]}"#,
+            Err("unknown endpoint c"),
+        );
+    }
+
+    #[test]
+    fn a_batch_object_copies_as_its_listing_would_publish_it() {
+        let payload = r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y","dst_bucket_new":true},"objects":[{"key":"d/k","size":7,"etag":"e"}]}"#;
+        let Ok(Job::Batch(batch)) = Job::parse(JobKind::Batch, payload.as_bytes(), |_| true) else {
+            panic!("batch refused");
+        };
+        let obj = &batch.objects[0];
+        let wire = listed_copy(&batch.scope.0, &obj.key, obj.size, obj.etag.as_deref());
+        let text = serde_json::to_vec(&wire).unwrap_or_default();
+        let Ok(Job::Copy(alone)) = Job::parse(JobKind::Copy, &text, |_| true) else {
+            panic!("copy refused");
+        };
+        assert_eq!(batch.copy_job(obj, true), alone);
+        assert!(!batch.copy_job(obj, false).skip_destination_head);
+        assert_eq!(alone.dst.key, "d/k");
+        assert_eq!(alone.dst.bucket, "y");
     }
 }

@@ -18,7 +18,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, pull},
     context::PublishErrorKind,
     kv,
-    stream::{self, RetentionPolicy, StorageType},
+    stream::{self, LastRawMessageErrorKind, RetentionPolicy, StorageType},
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -176,6 +176,22 @@ impl Ledger {
         };
         self.record(migration, entity, &replacement, failed.sequence)
             .await
+    }
+
+    /// The event recorded for `entity` under `name`, if any.
+    pub async fn recorded(
+        &self,
+        migration: &str,
+        entity: &str,
+        name: &str,
+    ) -> Result<Option<LedgerEvent>, QueueError> {
+        let subject = self.names.ledger_subject(migration, entity, name);
+        let stream = self.stream().await?;
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => Ok(serde_json::from_slice(&m.payload).ok()),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(err("ledger event", &subject, e)),
+        }
     }
 
     /// Stores a migration's spec unless one is there.

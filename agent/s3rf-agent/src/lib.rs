@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent;
+pub mod batch;
 pub mod bridge;
 pub mod cli;
 pub mod config;

@@ -152,6 +152,73 @@ pub fn object_entity(bucket: &str, side: Side, key: &str) -> String {
     format!("o-{}", entity_hash(&[side.letter(), bucket, key]))
 }
 
+/// Ledger entity of a batch: the keys it carries, in order.
+pub fn batch_entity<'a>(bucket: &'a str, keys: impl IntoIterator<Item = &'a str>) -> String {
+    let mut parts = vec!["batch", bucket];
+    parts.extend(keys);
+    format!("x-{}", entity_hash(&parts))
+}
+
+/// `Nats-Msg-Id` of the copy job of one listed object (published by a
+/// listing, or handed off by a batch): the same object and ETag, the same
+/// id, so JetStream drops a second publish within its duplicate window.
+pub fn copy_msg_id(migration: &str, bucket: &str, key: &str, etag: Option<&str>) -> String {
+    let entity = object_entity(bucket, Side::Source, key);
+    format!("{migration}:copy:{entity}:{}", etag.unwrap_or(""))
+}
+
+/// How a listing page's source objects are published: every object of at
+/// most `max_size` bytes goes into a batch, and the batches are as even as
+/// possible, with at most `max_per_batch` objects and at least enough of them
+/// that `concurrency` agents' slots can work on one page at once. Returns the
+/// indexes of the objects published alone and the batches' index lists, in
+/// listing order. `max_per_batch` below 2 turns batching off.
+pub fn plan_batches(
+    sizes: &[u64],
+    max_size: u64,
+    max_per_batch: usize,
+    concurrency: usize,
+) -> (Vec<usize>, Vec<Vec<usize>>) {
+    if max_per_batch < 2 {
+        return ((0..sizes.len()).collect(), Vec::new());
+    }
+    let (small, alone): (Vec<usize>, Vec<usize>) =
+        (0..sizes.len()).partition(|&i| sizes[i] <= max_size);
+    if small.len() < 2 {
+        let mut alone = alone;
+        alone.extend(small);
+        alone.sort_unstable();
+        return (alone, Vec::new());
+    }
+    let per = small
+        .len()
+        .div_ceil(concurrency.max(1))
+        .clamp(1, max_per_batch);
+    let batches = small.len().div_ceil(per);
+    // Even sizes: the first `extra` batches get one object more.
+    let (base, extra) = (small.len() / batches, small.len() % batches);
+    let mut out = Vec::with_capacity(batches);
+    let mut rest = small.as_slice();
+    for b in 0..batches {
+        let n = base + usize::from(b < extra);
+        let (head, tail) = rest.split_at(n);
+        out.push(head.to_vec());
+        rest = tail;
+    }
+    // A batch of one is just a copy job.
+    let mut alone = alone;
+    out.retain(|b| {
+        if b.len() == 1 {
+            alone.push(b[0]);
+            false
+        } else {
+            true
+        }
+    });
+    alone.sort_unstable();
+    (alone, out)
+}
+
 /// What happened to a destination bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -270,6 +337,16 @@ pub enum LedgerEvent {
         #[serde(default, skip_serializing_if = "is_zero")]
         listings: u64,
     },
+    /// A batch's objects reached their outcomes, except those it handed
+    /// off as copy jobs of their own (each of which records an `Object`).
+    Batch {
+        /// Outcomes of the objects the batch finished.
+        #[serde(flatten)]
+        counts: BatchCounts,
+        /// Keys handed off as copy jobs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        handed_off: Vec<String>,
+    },
     /// One object reached its final outcome.
     Object {
         /// The outcome.
@@ -289,8 +366,59 @@ impl LedgerEvent {
             LedgerEvent::Planned { .. } => "planned",
             LedgerEvent::Bucket { .. } => "bucket",
             LedgerEvent::Page { .. } => "listed",
+            LedgerEvent::Batch { .. } => "batch",
             LedgerEvent::Object { outcome, .. } => outcome.event(),
         }
+    }
+}
+
+/// Outcomes of a batch's objects, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchCounts {
+    /// Objects copied.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub copied: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub copied_bytes: u64,
+    /// Objects already identical.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped_bytes: u64,
+    /// Objects a filter skipped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub filtered: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub filtered_bytes: u64,
+    /// Dry run: objects that would be copied.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_copy: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_copy_bytes: u64,
+}
+
+impl BatchCounts {
+    /// Counts one object's outcome (a copy-side outcome other than a failure).
+    pub fn add(&mut self, outcome: ObjectOutcome, bytes: u64) {
+        let (n, b) = match outcome {
+            ObjectOutcome::Copied => (&mut self.copied, &mut self.copied_bytes),
+            ObjectOutcome::Skipped => (&mut self.skipped, &mut self.skipped_bytes),
+            ObjectOutcome::Filtered => (&mut self.filtered, &mut self.filtered_bytes),
+            ObjectOutcome::WouldCopy => (&mut self.would_copy, &mut self.would_copy_bytes),
+            _ => return,
+        };
+        *n += 1;
+        *b += bytes;
+    }
+
+    /// Objects counted.
+    pub fn objects(&self) -> u64 {
+        self.copied + self.skipped + self.filtered + self.would_copy
     }
 }
 
@@ -445,6 +573,20 @@ impl Tally {
                         self.mirror_listed += objects;
                     }
                 }
+            }
+            LedgerEvent::Batch {
+                counts,
+                handed_off: _,
+            } => {
+                self.copied += counts.copied;
+                self.copied_bytes += counts.copied_bytes;
+                self.skipped += counts.skipped;
+                self.skipped_bytes += counts.skipped_bytes;
+                self.filtered += counts.filtered;
+                self.filtered_bytes += counts.filtered_bytes;
+                self.would_copy += counts.would_copy;
+                self.would_copy_bytes += counts.would_copy_bytes;
+                self.source_outcomes += counts.objects();
             }
             LedgerEvent::Object {
                 outcome,
@@ -742,6 +884,70 @@ mod tests {
         t.apply(5, 0, &retried);
         assert!(t.complete());
         assert_eq!((t.dead_lettered, t.copied, t.source_outcomes), (0, 1, 1));
+    }
+
+    #[test]
+    fn a_batch_counts_its_objects_and_its_hand_offs_count_their_own() {
+        let mut counts = BatchCounts::default();
+        counts.add(ObjectOutcome::Copied, 4);
+        counts.add(ObjectOutcome::Copied, 4);
+        counts.add(ObjectOutcome::Skipped, 4);
+        counts.add(ObjectOutcome::CopyFailed, 4); // not a batch outcome: ignored
+        assert_eq!(counts.objects(), 3);
+        let batch = LedgerEvent::Batch {
+            counts,
+            handed_off: vec!["k4".to_owned()],
+        };
+        // The stored form round-trips (the hand-off list is read back on redelivery).
+        let text = serde_json::to_string(&batch).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"event":"batch","copied":2,"copied_bytes":8,"skipped":1,"skipped_bytes":4,"handed_off":["k4"]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<LedgerEvent>(&text).ok(),
+            Some(batch.clone())
+        );
+        let mut t = Tally::default();
+        t.apply(1, 0, &planned(&[("x", "x")], false));
+        t.apply(2, 0, &bucket("x", BucketState::Created));
+        t.apply(3, 0, &page("x", Side::Source, 0, 4, true));
+        t.apply(4, 0, &batch);
+        assert!(!t.complete(), "the handed-off object is outstanding");
+        assert_eq!(t.outstanding(), 1);
+        t.apply(5, 0, &obj(ObjectOutcome::CopyFailed));
+        assert!(t.complete());
+        assert_eq!(
+            (t.copied, t.copied_bytes, t.skipped, t.dead_lettered),
+            (2, 8, 1, 1)
+        );
+    }
+
+    #[test]
+    fn batch_plan_table() {
+        // (sizes, max size, max per batch, concurrency, alone, batches)
+        type Row = (Vec<u64>, u64, usize, usize, Vec<usize>, Vec<Vec<usize>>);
+        const K: u64 = 1024;
+        #[rustfmt::skip]
+        let table: Vec<Row> = vec![
+            // Off: everything alone.
+            (vec![1, 1, 1], K, 1, 4, vec![0, 1, 2], vec![]),
+            // One small object is not a batch.
+            (vec![1, 2 * K], K, 100, 4, vec![0, 1], vec![]),
+            // Large objects stay alone, small ones batch around them.
+            (vec![1, 2 * K, 1, 1, 3 * K, 1], K, 100, 1, vec![1, 4], vec![vec![0, 2, 3, 5]]),
+            // Enough batches for the agent's slots: 10 objects, 4 slots -> 3, 3, 2, 2.
+            (vec![1; 10], K, 100, 4, vec![], vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7], vec![8, 9]]),
+            // At most max_per_batch each, sizes even.
+            (vec![1; 7], K, 3, 1, vec![], vec![vec![0, 1, 2], vec![3, 4], vec![5, 6]]),
+            // Batches of one are copy jobs.
+            (vec![1; 3], K, 100, 8, vec![0, 1, 2], vec![]),
+            (vec![], K, 100, 8, vec![], vec![]),
+        ];
+        for (sizes, max_size, max_per, conc, alone, batches) in table {
+            let got = plan_batches(&sizes, max_size, max_per, conc);
+            assert_eq!(got, (alone, batches), "{sizes:?} {max_per} {conc}");
+        }
     }
 
     #[test]

@@ -34,16 +34,19 @@ pub enum JobKind {
     Bucket,
     /// List one page of a bucket and publish its object jobs.
     List,
+    /// Copy several small objects of one listing.
+    Batch,
 }
 
 impl JobKind {
     /// Every kind, in the order consumers are set up.
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Copy,
         JobKind::Delete,
         JobKind::Migrate,
         JobKind::Bucket,
         JobKind::List,
+        JobKind::Batch,
     ];
 
     /// The subject token after the prefix.
@@ -54,6 +57,7 @@ impl JobKind {
             JobKind::Migrate => "migrate",
             JobKind::Bucket => "bucket",
             JobKind::List => "list",
+            JobKind::Batch => "batch",
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::batch::{self, BatchError};
 use crate::config::{CopyConfig, MigrateConfig, NatsConfig};
 use crate::control::{Control, ControlError};
 use crate::executor::{Executor, Outcome};
@@ -201,6 +202,10 @@ async fn handle(
         Job::List(l) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %l.scope.0.src, bucket = %l.scope.0.bucket, page = l.page,
             migration = %l.scope.0.migration),
+        Job::Batch(b) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %b.scope.0.dst, bucket = %b.scope.0.dst_bucket,
+            src_endpoint = %b.scope.0.src, src_bucket = %b.scope.0.bucket,
+            objects = b.objects.len(), migration = %b.scope.0.migration),
     };
     // Ids of migrations published without one derive from the message, so a
     // redelivered migrate job keeps its id.
@@ -227,6 +232,7 @@ enum Failure {
     Exec(crate::executor::ExecError),
     Control(ControlError),
     Ledger(crate::jetstream::QueueError),
+    Batch(BatchError),
 }
 
 impl Failure {
@@ -235,6 +241,7 @@ impl Failure {
             Failure::Exec(e) => e.disposition(),
             Failure::Control(e) => e.disposition(),
             Failure::Ledger(_) => Disposition::Retry,
+            Failure::Batch(e) => e.disposition(),
         }
     }
 }
@@ -245,6 +252,7 @@ impl std::fmt::Display for Failure {
             Failure::Exec(e) => e.fmt(f),
             Failure::Control(e) => e.fmt(f),
             Failure::Ledger(e) => e.fmt(f),
+            Failure::Batch(e) => e.fmt(f),
         }
     }
 }
@@ -293,7 +301,9 @@ async fn run_object_job(shared: &Shared, job: &Job) -> Result<Outcome, Failure> 
     let (sequencer, dst, src) = match job {
         Job::Copy(c) => (c.sequencer.as_deref(), &c.dst, Some(&c.src)),
         Job::Delete(d) => (d.sequencer.as_deref(), &d.dst, d.src.as_ref()),
-        Job::Migrate(_) | Job::Bucket(_) | Job::List(_) => (None, &EMPTY_OBJECT, None),
+        Job::Migrate(_) | Job::Bucket(_) | Job::List(_) | Job::Batch(_) => {
+            (None, &EMPTY_OBJECT, None)
+        }
     };
     let Some(mine) = sequencer else {
         return shared
@@ -356,7 +366,7 @@ static EMPTY_OBJECT: crate::job::ObjectRef = crate::job::ObjectRef {
 async fn execute(
     shared: &Shared,
     job: &Job,
-    default_id: &str,
+    (default_id, delivered): (&str, u64),
     slot: &mut OwnedSemaphorePermit,
 ) -> Result<Option<Outcome>, Failure> {
     let control = Control {
@@ -367,6 +377,9 @@ async fn execute(
         page_size: shared.migrate.page_size,
         list_split: shared.migrate.list_split_depth,
         max_queued_jobs: shared.migrate.max_queued_jobs,
+        batch_objects: shared.migrate.batch_objects,
+        batch_max_size: shared.migrate.batch_max_size,
+        copy_concurrency: shared.copy.concurrency,
         abort: &shared.abort,
     };
     let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
@@ -390,6 +403,10 @@ async fn execute(
         Job::Migrate(m) => cancelled(control.migrate(m, default_id).await),
         Job::Bucket(b) => cancelled(control.bucket(b).await),
         Job::List(l) => cancelled(control.list(l).await),
+        Job::Batch(b) => batch::run(shared, b, delivered, slot)
+            .await
+            .map(|_| None)
+            .map_err(Failure::Batch),
     }
 }
 
@@ -422,7 +439,7 @@ async fn run_job(
         crate::metrics::in_flight(1.0);
     }
     let started = std::time::Instant::now();
-    let result = execute(shared, &job, default_id, slot).await;
+    let result = execute(shared, &job, (default_id, delivered), slot).await;
     progress.abort();
     if is_copy {
         crate::metrics::in_flight(-1.0);

@@ -217,6 +217,33 @@ pub struct ListJob {
     pub split: u32,
 }
 
+/// One object of a [`BatchJob`], as the listing saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchObject {
+    /// Source key; the destination key is the same.
+    pub key: String,
+    /// Size as listed (a hint, as [`CopyJob::listed_size`]).
+    pub size: u64,
+    /// ETag as listed, no quotes (a hint, as [`CopyJob::listed_etag`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// Subject `<prefix>.batch`: copy several small objects of one migration
+/// listing, one after another, with one message, one ledger event and one
+/// ack for all of them. Listings publish these; an object the batch cannot
+/// finish is handed off as its own [`CopyJob`], which retries and
+/// dead-letters on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchJob {
+    /// The bucket pair and migration settings.
+    pub scope: MigrationScope,
+    /// The objects, each copied to the same key in `scope.dst_bucket`.
+    pub objects: Vec<BatchObject>,
+}
+
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -314,6 +341,21 @@ mod tests {
         assert_eq!(full.bucket_map.get("x").map(String::as_str), Some("x-new"));
         assert!(
             serde_json::from_str::<MigrateJob>(r#"{"src":"a","dst":"b","bukets":[]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn batch_job_round_trips() {
+        let text = r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y","dst_bucket_new":true},"objects":[{"key":"k1","size":4096,"etag":"e1"},{"key":"k2","size":0}]}"#;
+        let job: BatchJob = serde_json::from_str(text).unwrap();
+        assert_eq!(job.objects.len(), 2);
+        assert_eq!(job.objects[1].etag, None);
+        assert_eq!(serde_json::to_string(&job).unwrap(), text);
+        assert!(
+            serde_json::from_str::<BatchJob>(
+                r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y"},"objects":[{"key":"k","size":1,"url":"http://evil"}]}"#
+            )
+            .is_err()
         );
     }
 

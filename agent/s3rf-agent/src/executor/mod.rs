@@ -267,15 +267,17 @@ impl Executor {
                     () = cancel.cancelled() => Err(ExecError::Cancelled),
                 }
             }
-            Job::Migrate(_) | Job::Bucket(_) | Job::List(_) => Err(ExecError::Internal {
-                op: "run",
-                target: Target {
-                    endpoint: String::new(),
-                    bucket: String::new(),
-                    key: None,
-                },
-                detail: "migration jobs are handled by the control module".to_owned(),
-            }),
+            Job::Migrate(_) | Job::Bucket(_) | Job::List(_) | Job::Batch(_) => {
+                Err(ExecError::Internal {
+                    op: "run",
+                    target: Target {
+                        endpoint: String::new(),
+                        bucket: String::new(),
+                        key: None,
+                    },
+                    detail: "migration jobs are handled by the control module".to_owned(),
+                })
+            }
         }
     }
 

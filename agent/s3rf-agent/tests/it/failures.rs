@@ -107,3 +107,125 @@ async fn store_down_is_retried_then_dead_lettered() {
         assert!(!format!("{:?}", dead[0].headers).contains(secret.as_str()));
     }
 }
+
+/// A batch job as a listing publishes it.
+fn batch_job(migration: &str, src: (&str, &str), dst: (&str, &str), keys: &[&str]) -> String {
+    let objects: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| serde_json::json!({"key": k, "size": 5}))
+        .collect();
+    serde_json::json!({
+        "scope": {"migration": migration, "src": src.0, "bucket": src.1, "dst": dst.0, "dst_bucket": dst.1},
+        "objects": objects,
+    })
+    .to_string()
+}
+
+/// An object a batch cannot copy is handed off as its own copy job, which
+/// dead-letters with the reason; the rest are copied and counted once, even
+/// when the same batch arrives twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_hands_off_what_it_cannot_copy() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let src = make_bucket(&moto, "batch-src").await;
+    let dst = make_bucket(&moto, "batch-dst").await;
+    put(&moto, &src, "a", b"alpha".to_vec()).await;
+    put(&moto, &src, "b/c", b"bravo".to_vec()).await;
+    let agent = env.spawn_agent(&AgentOpts::default()).await;
+    let job = batch_job("hb", ("moto", &src), ("moto2", &dst), &["a", "gone", "b/c"]);
+    env.publish("s3rf.batch", job.clone()).await;
+    let dead = env.dead_letters(1).await;
+    env.wait_jobs_done().await;
+    assert_eq!(get(&moto, &dst, "a").await, b"alpha");
+    assert_eq!(get(&moto, &dst, "b/c").await, b"bravo");
+    assert!(!exists(&moto, &dst, "gone").await);
+    let d = &dead[0];
+    assert_eq!(
+        d.subject.as_str(),
+        "s3rf.dead.copy",
+        "the object, not the batch"
+    );
+    let reason = header(d, "S3rf-Reason");
+    assert!(reason.contains("NoSuchKey"), "{reason}");
+    let copy: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+    assert_eq!(copy["src"]["key"], "gone");
+    assert_eq!(copy["migration"], "hb");
+    assert_eq!(
+        agent.count_messages(
+            "handing the object off as its own copy job, which retries and dead-letters on its own"
+        ),
+        1
+    );
+
+    // The same batch again: it finds its event recorded, counts nothing
+    // twice and hands off the same copy job, which JetStream drops.
+    env.publish("s3rf.batch", job).await;
+    agent
+        .wait_message("batch done", "\"handed_off\":1", 2)
+        .await;
+    env.wait_jobs_done().await;
+    assert_eq!(
+        env.dead_letter_count().await,
+        1,
+        "one dead letter per object"
+    );
+    let t = ledger(&env).await.fold("hb").await.expect("fold");
+    assert_eq!(
+        (
+            t.copied,
+            t.copied_bytes,
+            t.skipped,
+            t.dead_lettered,
+            t.source_outcomes
+        ),
+        (2, 10, 0, 1, 3),
+        "{t:#?}"
+    );
+}
+
+/// A batch whose store is down is retried whole with backoff; on its last
+/// delivery its objects are handed off and each is dead-lettered on its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_against_a_store_that_is_down_is_retried_then_handed_off() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let dst = make_bucket(&moto, "batch-down").await;
+    let agent = env
+        .spawn_agent(&AgentOpts {
+            max_deliver: 3,
+            ..AgentOpts::default()
+        })
+        .await;
+    env.publish(
+        "s3rf.batch",
+        batch_job("hd", ("down", "any"), ("moto", &dst), &["k1", "k2"]),
+    )
+    .await;
+    let dead = env.dead_letters(2).await;
+    env.wait_jobs_done().await;
+    let mut keys = Vec::new();
+    for d in &dead {
+        assert_eq!(d.subject.as_str(), "s3rf.dead.copy");
+        let reason = header(d, "S3rf-Reason");
+        assert!(reason.contains("endpoint down"), "{reason}");
+        assert!(reason.contains("gave up after 3 deliveries"), "{reason}");
+        let copy: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+        keys.push(copy["src"]["key"].as_str().unwrap().to_owned());
+    }
+    keys.sort();
+    assert_eq!(keys, ["k1", "k2"]);
+    let log = agent.log();
+    let whole = log
+        .lines()
+        .filter(|l| l.contains("attempt failed; will retry") && l.contains("retried as a whole"))
+        .count();
+    assert_eq!(whole, 2, "two paced retries of the whole batch:\n{log}");
+    assert_eq!(env.dead_letter_count().await, 2);
+    let t = ledger(&env).await.fold("hd").await.expect("fold");
+    assert_eq!(
+        (t.dead_lettered, t.source_outcomes, t.copied),
+        (2, 2, 0),
+        "{t:#?}"
+    );
+}

@@ -50,17 +50,16 @@ async fn multi_bucket_migration_with_two_agents_is_exact() {
     let _a1 = env.spawn_agent(&opts).await;
     let _a2 = env.spawn_agent(&opts).await;
 
-    // Watch every copy job as it is published and check its bucket exists then.
-    let mut sub = env
-        .nats
-        .connect()
-        .await
-        .unwrap()
-        .subscribe("s3rf.copy")
-        .await
-        .unwrap();
+    // Watch every copy and batch job as it is published and check its
+    // bucket exists then.
+    let client = env.nats.connect().await.unwrap();
+    let mut sub = futures::stream::select(
+        client.subscribe("s3rf.copy").await.unwrap(),
+        client.subscribe("s3rf.batch").await.unwrap(),
+    );
     let violations = Arc::new(Mutex::new(Vec::<String>::new()));
-    let seen = Arc::new(Mutex::new(0usize));
+    // (objects in copy jobs, objects in batch jobs)
+    let seen = Arc::new(Mutex::new((0usize, 0usize)));
     let watcher = {
         let moto = moto.clone();
         let violations = violations.clone();
@@ -68,11 +67,20 @@ async fn multi_bucket_migration_with_two_agents_is_exact() {
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {
                 let job: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-                let bucket = job["dst"]["bucket"].as_str().unwrap().to_owned();
+                let (bucket, batched) = match job["objects"].as_array() {
+                    Some(objects) => (&job["scope"]["dst_bucket"], objects.len()),
+                    None => (&job["dst"]["bucket"], 0),
+                };
+                let bucket = bucket.as_str().unwrap().to_owned();
                 if moto.head_bucket().bucket(&bucket).send().await.is_err() {
                     violations.lock().unwrap().push(bucket);
                 }
-                *seen.lock().unwrap() += 1;
+                let mut seen = seen.lock().unwrap();
+                if batched == 0 {
+                    seen.0 += 1;
+                } else {
+                    seen.1 += batched;
+                }
             }
         })
     };
@@ -104,7 +112,14 @@ async fn multi_bucket_migration_with_two_agents_is_exact() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     watcher.abort();
-    assert_eq!(*seen.lock().unwrap(), 40, "every copy job observed");
+    let (alone, batched) = *seen.lock().unwrap();
+    assert_eq!(alone + batched, 40, "every object's job observed");
+    // Pages of 5 with copy.concurrency 4 make batches of 2, 2 and a copy job of 1.
+    assert_eq!(
+        (alone, batched),
+        (16, 24),
+        "small objects go in batches: {alone} alone, {batched} batched"
+    );
     assert!(
         violations.lock().unwrap().is_empty(),
         "copy jobs before their bucket: {:?}",

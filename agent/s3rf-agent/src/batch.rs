@@ -1,0 +1,225 @@
+//! Batch jobs: the small objects of one migration listing, copied one after
+//! another with one message, one ledger event and one ack for all of them.
+//!
+//! A small object costs more in queue round trips than in S3 work: its job
+//! is published, pulled and acked, and its outcome recorded, each a NATS
+//! round trip. A batch pays those once.
+//!
+//! Each object runs exactly as its own copy job would (`BatchJob::copy_job`),
+//! so filters, listing hints and comparison behave the same. What a batch
+//! cannot finish it hands off:
+//!
+//! 1. every object is tried once; an abort (shutdown) releases the whole
+//!    batch, and recording nothing;
+//! 2. if none succeeded and every failure may pass (a store that is down),
+//!    the batch is retried as a whole with backoff while deliveries remain;
+//! 3. otherwise the batch records one `Batch` ledger event: the outcomes of
+//!    the objects it finished and the keys of those it did not;
+//! 4. then it publishes each unfinished object as a copy job of its own, with
+//!    the id a listing would give it, which retries and dead-letters on its
+//!    own and records its own outcome;
+//! 5. then it is acked.
+//!
+//! **Architecture Invariant:** every object of a batch is counted exactly
+//! once, by the batch's event or by its handed-off copy job. The event names
+//! the keys it hands off before any is published; a redelivered batch whose
+//! event is recorded does no S3 work and republishes exactly those keys
+//! (JetStream drops the duplicates).
+
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::control::{Outgoing, publish_all};
+use crate::executor::{ExecError, Outcome};
+use crate::jetstream::QueueError;
+use crate::job::{BatchJob, Job, listed_copy};
+use crate::migration::{self, BatchCounts, LedgerEvent, ObjectOutcome};
+use crate::names::JobKind;
+use crate::outcome::Disposition;
+use crate::worker::Shared;
+
+/// Why a batch did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Nothing was done and every object may succeed later.
+    #[error(
+        "all {objects} objects of the batch failed; the first: {first} (the batch is retried as a whole)"
+    )]
+    AllFailed {
+        /// Objects in the batch.
+        objects: usize,
+        /// The first object's error.
+        first: ExecError,
+    },
+    /// The agent is stopping.
+    #[error("stopped before the batch finished; another delivery will copy it")]
+    Cancelled,
+    /// The ledger or the hand-off could not be written.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl BatchError {
+    /// Whether retrying can help.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            BatchError::AllFailed { first, .. } => first.disposition(),
+            BatchError::Cancelled => Disposition::Release,
+            BatchError::Queue(_) => Disposition::Retry,
+        }
+    }
+}
+
+/// What a finished batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Outcomes of the objects it finished.
+    pub counts: BatchCounts,
+    /// Objects handed off as copy jobs.
+    pub handed_off: usize,
+}
+
+/// The migration outcome of a copy's result.
+fn copy_outcome(outcome: &Outcome) -> (ObjectOutcome, u64) {
+    match outcome {
+        Outcome::Copied { bytes, .. } => (ObjectOutcome::Copied, *bytes),
+        Outcome::Skipped { bytes, .. } => (ObjectOutcome::Skipped, *bytes),
+        Outcome::WouldCopy { bytes } => (ObjectOutcome::WouldCopy, *bytes),
+        Outcome::Filtered { bytes, .. } => (ObjectOutcome::Filtered, *bytes),
+        // Not results of a copy.
+        Outcome::Deleted | Outcome::Kept | Outcome::WouldDelete => (ObjectOutcome::Skipped, 0),
+    }
+}
+
+/// Runs `batch`, delivered for the `delivered`th time. Once the S3 work is
+/// done, `slot` is traded for a settling slot (see `Shared::settling`).
+pub(crate) async fn run(
+    shared: &Shared,
+    batch: &BatchJob,
+    delivered: u64,
+    slot: &mut OwnedSemaphorePermit,
+) -> Result<BatchReport, BatchError> {
+    let s = &batch.scope.0;
+    let entity = migration::batch_entity(&s.bucket, batch.objects.iter().map(|o| o.key.as_str()));
+    if delivered > 1
+        && let Some(done) = shared
+            .ledger
+            .recorded(&s.migration, &entity, "batch")
+            .await?
+    {
+        return finish_recorded(shared, batch, done).await;
+    }
+    let mut counts = BatchCounts::default();
+    let mut failed: Vec<(usize, ExecError)> = Vec::new();
+    for (i, obj) in batch.objects.iter().enumerate() {
+        let job = Job::Copy(batch.copy_job(obj, delivered == 1));
+        let span = info_span!("object", key = %obj.key);
+        match shared
+            .executor
+            .run(&job, &shared.abort)
+            .instrument(span)
+            .await
+        {
+            Ok(outcome) => {
+                if let Outcome::Copied { bytes, .. } = outcome {
+                    crate::metrics::copied(bytes);
+                }
+                let (o, bytes) = copy_outcome(&outcome);
+                counts.add(o, bytes);
+            }
+            Err(ExecError::Cancelled) => return Err(BatchError::Cancelled),
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    let may_pass = failed
+        .iter()
+        .all(|(_, e)| e.disposition() == Disposition::Retry);
+    if counts.objects() == 0 && may_pass && delivered < u64::from(shared.nats.max_deliver) {
+        let (_, first) = failed.swap_remove(0);
+        return Err(BatchError::AllFailed {
+            objects: batch.objects.len(),
+            first,
+        });
+    }
+    if let Ok(settling) = shared.settling.clone().acquire_owned().await {
+        *slot = settling;
+    }
+    for (i, e) in &failed {
+        warn!(key = %batch.objects[*i].key, error = %e,
+            "handing the object off as its own copy job, which retries and dead-letters on its own");
+    }
+    let event = LedgerEvent::Batch {
+        counts,
+        handed_off: failed
+            .iter()
+            .map(|(i, _)| batch.objects[*i].key.clone())
+            .collect(),
+    };
+    match shared
+        .ledger
+        .record(&s.migration, &entity, &event, 0)
+        .await?
+    {
+        crate::ledger::Recorded::New => finish_recorded(shared, batch, event).await,
+        crate::ledger::Recorded::Already => {
+            // Another delivery recorded first: its hand-offs are the ones.
+            match shared
+                .ledger
+                .recorded(&s.migration, &entity, "batch")
+                .await?
+            {
+                Some(done) => finish_recorded(shared, batch, done).await,
+                None => Err(BatchError::Queue(QueueError::Setup {
+                    what: "ledger event",
+                    name: entity,
+                    detail: "recorded but not readable; the batch will be retried".to_owned(),
+                })),
+            }
+        }
+    }
+}
+
+/// Publishes the hand-offs of a recorded batch event.
+async fn finish_recorded(
+    shared: &Shared,
+    batch: &BatchJob,
+    event: LedgerEvent,
+) -> Result<BatchReport, BatchError> {
+    let LedgerEvent::Batch { counts, handed_off } = event else {
+        return Ok(BatchReport::default());
+    };
+    let s = &batch.scope.0;
+    // Handed-off copies compare with the destination: an attempt that
+    // failed may still have written.
+    let scope = s3rf_wire::MigrationScope {
+        dst_bucket_new: false,
+        ..s.clone()
+    };
+    let jobs: Vec<Outgoing> = batch
+        .objects
+        .iter()
+        .filter(|o| handed_off.contains(&o.key))
+        .map(|o| {
+            let copy = listed_copy(&scope, &o.key, o.size, o.etag.as_deref());
+            Outgoing {
+                subject: shared.names.job_subject(JobKind::Copy),
+                msg_id: migration::copy_msg_id(&s.migration, &s.bucket, &o.key, o.etag.as_deref()),
+                payload: serde_json::to_vec(&copy).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let handed = jobs.len();
+    publish_all(&shared.js, jobs).await?;
+    info!(
+        objects = batch.objects.len(),
+        copied = counts.copied,
+        skipped = counts.skipped,
+        filtered = counts.filtered,
+        handed_off = handed,
+        "batch done"
+    );
+    Ok(BatchReport {
+        counts,
+        handed_off: handed,
+    })
+}
