@@ -146,6 +146,10 @@ const fn default_list_split_depth() -> u32 {
 const fn default_max_queued_jobs() -> u64 {
     20_000
 }
+/// Largest `migrate.batch_objects`: 200 keys of 1,024 bytes and their
+/// fields make a job of about 250 KiB.
+const MAX_CONFIG_BATCH_OBJECTS: usize = 200;
+
 const fn default_batch_objects() -> usize {
     100
 }
@@ -950,12 +954,11 @@ impl RawConfig {
                 format!("must be at most {}", crate::job::MAX_LIST_SPLIT),
             ));
         }
-        if m.batch_objects > crate::job::MAX_BATCH_OBJECTS {
+        if m.batch_objects > MAX_CONFIG_BATCH_OBJECTS {
             return Err(invalid(
                 "migrate.batch_objects",
                 format!(
-                    "must be at most {} (0 or 1 turns batching off)",
-                    crate::job::MAX_BATCH_OBJECTS
+                    "must be at most {MAX_CONFIG_BATCH_OBJECTS}, so that a batch of the longest keys stays well below NATS's default max_payload of 1 MiB (0 or 1 turns batching off)"
                 ),
             ));
         }
@@ -1398,6 +1401,16 @@ mod tests {
             "[filters]\ndir = \"/x\"\nmax_output_bytes = 1\n",
             &[],
             Err("filters.max_output_bytes"),
+        );
+        check(
+            "[migrate]\nbatch_objects = 201\n",
+            &[],
+            Err("migrate.batch_objects"),
+        );
+        check(
+            "[migrate]\nbatch_objects = 0\nbatch_max_size = \"64KiB\"\n",
+            &[],
+            Ok("batch_objects: 0, batch_max_size: 65536"),
         );
     }
 
