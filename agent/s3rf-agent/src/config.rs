@@ -631,6 +631,11 @@ pub struct RawCopy {
     /// Upper bound on object bytes buffered in memory by all copies together.
     #[serde(default = "default_buffer_memory")]
     pub buffer_memory: ByteSize,
+    /// Across endpoints, an object above 1 MiB copied with one PUT is piped
+    /// from its GET into its PUT through a window of this many bytes
+    /// (0: read the whole object before the PUT).
+    #[serde(default = "default_read_ahead")]
+    pub read_ahead: ByteSize,
     /// How long in-flight copies may run after SIGTERM before they are aborted.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
@@ -651,6 +656,7 @@ impl Default for RawCopy {
             multipart_threshold: default_multipart_threshold(),
             server_side_multipart_threshold: default_server_side_multipart_threshold(),
             buffer_memory: default_buffer_memory(),
+            read_ahead: default_read_ahead(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             retry_base_delay_ms: default_retry_base_delay_ms(),
             retry_max_delay_secs: default_retry_max_delay_secs(),
@@ -675,6 +681,9 @@ const fn default_server_side_multipart_threshold() -> ByteSize {
 }
 const fn default_buffer_memory() -> ByteSize {
     ByteSize::mib(256)
+}
+const fn default_read_ahead() -> ByteSize {
+    ByteSize::mib(4)
 }
 const fn default_shutdown_grace_secs() -> u64 {
     30
@@ -855,6 +864,8 @@ pub struct CopyConfig {
     pub server_side_multipart_threshold: u64,
     /// Bytes buffered by all copies together.
     pub buffer_memory: u64,
+    /// Read-ahead window of a piped single PUT (0: whole-object buffer).
+    pub read_ahead: u64,
     /// Grace period after SIGTERM.
     pub shutdown_grace: Duration,
     /// First retry delay.
@@ -1254,6 +1265,16 @@ fn validate_copy(raw: RawCopy) -> Result<CopyConfig, ConfigError> {
     if raw.retry_base_delay_ms == 0 {
         return Err(invalid("copy.retry_base_delay_ms", "must be at least 1"));
     }
+    let read_ahead = raw.read_ahead.as_u64();
+    if read_ahead > buffer_memory {
+        return Err(invalid(
+            "copy.read_ahead",
+            format!(
+                "{} is more than buffer_memory ({}), which holds every window",
+                raw.read_ahead, raw.buffer_memory
+            ),
+        ));
+    }
     Ok(CopyConfig {
         concurrency: raw.concurrency,
         part_concurrency: raw.part_concurrency,
@@ -1261,6 +1282,7 @@ fn validate_copy(raw: RawCopy) -> Result<CopyConfig, ConfigError> {
         multipart_threshold,
         server_side_multipart_threshold: server_side,
         buffer_memory,
+        read_ahead,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
         retry_base_delay: Duration::from_millis(raw.retry_base_delay_ms),
         retry_max_delay: Duration::from_secs(raw.retry_max_delay_secs.max(1)),
@@ -1401,6 +1423,11 @@ mod tests {
             "[filters]\ndir = \"/x\"\nmax_output_bytes = 1\n",
             &[],
             Err("filters.max_output_bytes"),
+        );
+        check(
+            "[copy]\nbuffer_memory = \"32MiB\"\nread_ahead = \"64MiB\"\n",
+            &[],
+            Err("copy.read_ahead"),
         );
         check(
             "[migrate]\nbatch_objects = 201\n",

@@ -296,6 +296,7 @@ mod tests {
             multipart_threshold: MB5,
             server_side_multipart_threshold: 2 * MB5,
             buffer_memory: 64 * MIB,
+            read_ahead: 4 * MIB,
             shutdown_grace: Duration::from_secs(1),
             retry_base_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(10),

@@ -7,6 +7,7 @@
 
 mod encode;
 mod error;
+mod read_ahead;
 
 use crate::outcome::Disposition;
 use std::collections::HashMap;
@@ -156,8 +157,22 @@ macro_rules! source_from {
     }};
 }
 
-/// A small source object read in full, with the buffer budget it holds.
-type Prefetched = (Bytes, OwnedSemaphorePermit);
+/// What `get_source` read of an object it copies with one PUT.
+enum Prefetched {
+    /// The whole object, with the buffer budget it holds.
+    Whole(Bytes, OwnedSemaphorePermit),
+    /// The open body of a larger object, which the PUT reads through a
+    /// window of `window` bytes (`copy.read_ahead`) whose budget it holds.
+    Open {
+        body: ByteStream,
+        window: u64,
+        permit: OwnedSemaphorePermit,
+    },
+}
+
+/// Objects above this size are piped from their GET into their PUT
+/// through the read-ahead window; smaller ones are read whole first.
+const PIPE_ABOVE: u64 = 1024 * 1024;
 
 /// Carries out jobs.
 #[derive(Debug, Clone)]
@@ -498,7 +513,13 @@ impl Executor {
         job: &CopyJob,
         listed_size: u64,
     ) -> Result<(Source, Option<Prefetched>), ExecError> {
-        let permit = self.buffer_permit(listed_size).await?;
+        let pipe = self.pipes_into(&job.dst) && listed_size > PIPE_ABOVE;
+        let window = if pipe {
+            self.copy.read_ahead.min(listed_size)
+        } else {
+            listed_size
+        };
+        let permit = self.buffer_permit(window).await?;
         let t = target(&job.src);
         let out = store
             .client
@@ -529,6 +550,14 @@ impl Executor {
         if expected > self.copy.multipart_threshold {
             return Ok((src, None));
         }
+        if pipe && expected > PIPE_ABOVE {
+            let open = Prefetched::Open {
+                body: out.body,
+                window,
+                permit,
+            };
+            return Ok((src, Some(open)));
+        }
         let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
         while let Some(chunk) = out
             .body
@@ -556,7 +585,18 @@ impl Executor {
                 got: buf.len() as u64,
             });
         }
-        Ok((src, Some((buf.freeze(), permit))))
+        Ok((src, Some(Prefetched::Whole(buf.freeze(), permit))))
+    }
+
+    /// Whether a PUT to `dst` can take a piped body: its length is known,
+    /// but nothing can hash it in advance (a signed payload) or append a
+    /// checksum trailer to it (checksums when supported).
+    fn pipes_into(&self, dst: &ObjectRef) -> bool {
+        self.copy.read_ahead > 0
+            && self.store(dst).is_ok_and(|s| {
+                !s.config.sign_payload
+                    && s.config.checksums == crate::config::ChecksumMode::WhenRequired
+            })
     }
 
     /// After a 404 on an object: is it the key or the whole bucket?
@@ -725,6 +765,25 @@ impl Executor {
         Ok(())
     }
 
+    /// The body of a GET of the whole source, pinned to its ETag.
+    async fn open_body(&self, job: &CopyJob, src: &Source) -> Result<ByteStream, ExecError> {
+        let store = self.store(&job.src)?;
+        let mut req = store
+            .client
+            .get_object()
+            .bucket(&job.src.bucket)
+            .key(&job.src.key)
+            .set_version_id(job.src_version.clone());
+        if let Some(etag) = &src.facts.etag {
+            req = req.if_match(format!("\"{etag}\""));
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| classify("GetObject", &target(&job.src), e))?;
+        Ok(out.body)
+    }
+
     async fn get_bytes(
         &self,
         job: &CopyJob,
@@ -815,32 +874,57 @@ impl Executor {
         } else {
             self.tags_for(job, plan).await?
         };
+        let store = self.store(&job.dst)?;
+        let size = src.facts.size;
+        let prefetched = match prefetched {
+            None if self.pipes_into(&job.dst) && size > PIPE_ABOVE => {
+                let window = self.copy.read_ahead.min(size);
+                let permit = self.buffer_permit(window).await?;
+                Some(Prefetched::Open {
+                    body: self.open_body(job, src).await?,
+                    window,
+                    permit,
+                })
+            }
+            other => other,
+        };
         let (bytes, _permit) = match prefetched {
-            Some(p) => p,
+            Some(Prefetched::Whole(bytes, permit)) => (bytes, permit),
+            Some(Prefetched::Open {
+                body,
+                window,
+                permit,
+            }) => {
+                debug!(window, "piping the GET into the PUT");
+                let (body, reader) = read_ahead::pipe(body, size, window, target(&job.src));
+                let req = self
+                    .put_request(store, job, src, plan, &tags)
+                    .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+                    .body(body);
+                let put = async {
+                    req.customize()
+                        .disable_payload_signing()
+                        .send()
+                        .await
+                        .map_err(|e| classify("PutObject", &target(&job.dst), e))
+                };
+                let (read, put) = tokio::join!(reader, put);
+                // A broken or short GET explains a failed PUT best.
+                read?;
+                put?;
+                drop(permit);
+                self.verify_tags(&job.dst, &tags).await;
+                return Ok(());
+            }
             None => {
                 let permit = self.buffer_permit(src.facts.size).await?;
                 (self.get_bytes(job, src, None).await?, permit)
             }
         };
-        let store = self.store(&job.dst)?;
-        let a = &src.attrs;
-        let mut req = store
-            .client
-            .put_object()
-            .bucket(&job.dst.bucket)
-            .key(&job.dst.key)
+        let req = self
+            .put_request(store, job, src, plan, &tags)
             .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
-            .body(ByteStream::from(bytes))
-            .set_metadata(Some(self.destination_metadata(src, plan)))
-            .set_content_type(a.content_type.clone())
-            .set_content_encoding(a.content_encoding.clone())
-            .set_content_disposition(a.content_disposition.clone())
-            .set_content_language(a.content_language.clone())
-            .set_cache_control(a.cache_control.clone())
-            .set_expires(a.expires);
-        if !tags.is_empty() {
-            req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
-        }
+            .body(ByteStream::from(bytes));
         // SHA-256 of the body was a fifth of the CPU of a streamed copy; TLS
         // (or, on plain HTTP, nothing, as for the GET it came from) guards
         // the bytes in transit, and Content-Length their size.
@@ -852,6 +936,35 @@ impl Executor {
         .map_err(|e| classify("PutObject", &target(&job.dst), e))?;
         self.verify_tags(&job.dst, &tags).await;
         Ok(())
+    }
+
+    /// A PutObject of `job`'s destination with the source's attributes and
+    /// `tags`; the caller adds the body and its length.
+    fn put_request(
+        &self,
+        store: &Store,
+        job: &CopyJob,
+        src: &Source,
+        plan: &CopyPlan,
+        tags: &[(String, String)],
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let a = &src.attrs;
+        let mut req = store
+            .client
+            .put_object()
+            .bucket(&job.dst.bucket)
+            .key(&job.dst.key)
+            .set_metadata(Some(self.destination_metadata(src, plan)))
+            .set_content_type(a.content_type.clone())
+            .set_content_encoding(a.content_encoding.clone())
+            .set_content_disposition(a.content_disposition.clone())
+            .set_content_language(a.content_language.clone())
+            .set_cache_control(a.cache_control.clone())
+            .set_expires(a.expires);
+        if !tags.is_empty() {
+            req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        }
+        req
     }
 
     // ----- multipart --------------------------------------------------------

@@ -66,6 +66,14 @@ async fn cross_vendor_copies_are_byte_exact_at_every_size() {
     assert_eq!(agent.count_messages("skipped: identical"), 0);
     assert!(agent.log().contains("\"method\":\"streamed_multipart\""));
     assert!(agent.log().contains("\"method\":\"put\""));
+    // The 5 MiB single PUTs (above 1 MiB) were piped from their GET through
+    // the read-ahead window, both ways.
+    assert_eq!(
+        agent.count_messages("piping the GET into the PUT"),
+        2,
+        "{}",
+        agent.log()
+    );
     assert_eq!(
         open_uploads(&moto, &moto_bucket).await,
         Vec::<String>::new()
