@@ -33,7 +33,7 @@ use crate::control::{Outgoing, publish_all};
 use crate::executor::{ExecError, Outcome};
 use crate::jetstream::QueueError;
 use crate::job::{BatchJob, Job, listed_copy};
-use crate::migration::{self, BatchCounts, LedgerEvent, ObjectOutcome};
+use crate::migration::{self, BatchCounts, LedgerEvent, Side};
 use crate::names::JobKind;
 use crate::outcome::Disposition;
 use crate::worker::Shared;
@@ -79,18 +79,6 @@ pub struct BatchReport {
     pub handed_off: usize,
 }
 
-/// The migration outcome of a copy's result.
-fn copy_outcome(outcome: &Outcome) -> (ObjectOutcome, u64) {
-    match outcome {
-        Outcome::Copied { bytes, .. } => (ObjectOutcome::Copied, *bytes),
-        Outcome::Skipped { bytes, .. } => (ObjectOutcome::Skipped, *bytes),
-        Outcome::WouldCopy { bytes } => (ObjectOutcome::WouldCopy, *bytes),
-        Outcome::Filtered { bytes, .. } => (ObjectOutcome::Filtered, *bytes),
-        // Not results of a copy.
-        Outcome::Deleted | Outcome::Kept | Outcome::WouldDelete => (ObjectOutcome::Skipped, 0),
-    }
-}
-
 /// Runs `batch`, delivered for the `delivered`th time. Once the S3 work is
 /// done, `slot` is traded for a settling slot (see `Shared::settling`).
 pub(crate) async fn run(
@@ -104,7 +92,7 @@ pub(crate) async fn run(
     if delivered > 1
         && let Some(done) = shared
             .ledger
-            .recorded(&s.migration, &entity, "batch")
+            .recorded(&s.migration, &entity, migration::BATCH_EVENT)
             .await?
     {
         return finish_recorded(shared, batch, done).await;
@@ -124,7 +112,7 @@ pub(crate) async fn run(
                 if let Outcome::Copied { bytes, .. } = outcome {
                     crate::metrics::copied(bytes);
                 }
-                let (o, bytes) = copy_outcome(&outcome);
+                let (o, bytes) = outcome.ledger(Side::Source);
                 counts.add(o, bytes);
             }
             Err(ExecError::Cancelled) => return Err(BatchError::Cancelled),
@@ -135,11 +123,13 @@ pub(crate) async fn run(
         .iter()
         .all(|(_, e)| e.disposition() == Disposition::Retry);
     if counts.objects() == 0 && may_pass && delivered < u64::from(shared.nats.max_deliver) {
-        let (_, first) = failed.swap_remove(0);
-        return Err(BatchError::AllFailed {
-            objects: batch.objects.len(),
-            first,
-        });
+        if let Some((_, first)) = failed.into_iter().next() {
+            return Err(BatchError::AllFailed {
+                objects: batch.objects.len(),
+                first,
+            });
+        }
+        return Ok(BatchReport::default());
     }
     if let Ok(settling) = shared.settling.clone().acquire_owned().await {
         *slot = settling;
@@ -165,7 +155,7 @@ pub(crate) async fn run(
             // Another delivery recorded first: its hand-offs are the ones.
             match shared
                 .ledger
-                .recorded(&s.migration, &entity, "batch")
+                .recorded(&s.migration, &entity, migration::BATCH_EVENT)
                 .await?
             {
                 Some(done) => finish_recorded(shared, batch, done).await,

@@ -296,6 +296,9 @@ impl ObjectOutcome {
     }
 }
 
+/// Ledger event name (last subject token) of a batch's event.
+pub const BATCH_EVENT: &str = "batch";
+
 /// One ledger event; recorded at most once per entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -366,7 +369,7 @@ impl LedgerEvent {
             LedgerEvent::Planned { .. } => "planned",
             LedgerEvent::Bucket { .. } => "bucket",
             LedgerEvent::Page { .. } => "listed",
-            LedgerEvent::Batch { .. } => "batch",
+            LedgerEvent::Batch { .. } => BATCH_EVENT,
             LedgerEvent::Object { outcome, .. } => outcome.event(),
         }
     }

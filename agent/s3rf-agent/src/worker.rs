@@ -262,37 +262,28 @@ fn object_record(
     job: &Job,
     outcome: Option<&Outcome>,
 ) -> Option<(String, String, ObjectOutcome, u64)> {
-    let (migration, entity, failed) = match job {
+    let (migration, side, entity) = match job {
         Job::Copy(c) => (
             c.migration.clone()?,
+            Side::Source,
             migration::object_entity(&c.src.bucket, Side::Source, &c.src.key),
-            ObjectOutcome::CopyFailed,
         ),
         Job::Delete(d) => (
             d.migration.clone()?,
+            Side::Destination,
             migration::object_entity(
                 d.src.as_ref().map_or(&d.dst.bucket, |s| &s.bucket),
                 Side::Destination,
                 &d.dst.key,
             ),
-            ObjectOutcome::DeleteFailed,
         ),
         _ => return None,
     };
-    let (outcome, bytes) = match outcome {
-        None => (failed, 0),
-        Some(Outcome::Copied { bytes, .. }) => (ObjectOutcome::Copied, *bytes),
-        Some(Outcome::Skipped { bytes, .. }) => (ObjectOutcome::Skipped, *bytes),
-        Some(Outcome::WouldCopy { bytes }) => (ObjectOutcome::WouldCopy, *bytes),
-        Some(Outcome::Deleted) => (ObjectOutcome::Deleted, 0),
-        Some(Outcome::Kept) => (ObjectOutcome::Kept, 0),
-        Some(Outcome::Filtered { bytes, .. }) => match job {
-            Job::Copy(_) => (ObjectOutcome::Filtered, *bytes),
-            // A mirror delete that a filter holds back: the object stays.
-            _ => (ObjectOutcome::Kept, 0),
-        },
-        Some(Outcome::WouldDelete) => (ObjectOutcome::WouldDelete, 0),
+    let failed = match side {
+        Side::Source => ObjectOutcome::CopyFailed,
+        Side::Destination => ObjectOutcome::DeleteFailed,
     };
+    let (outcome, bytes) = outcome.map_or((failed, 0), |o| o.ledger(side));
     Some((migration, entity, outcome, bytes))
 }
 

@@ -30,7 +30,7 @@ pub use error::{ExecError, Target, classify, classify_service};
 use crate::config::{CopyConfig, EndpointKind};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
 use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
-use crate::migration::BucketState;
+use crate::migration::{BucketState, ObjectOutcome};
 use crate::names::META_SOURCE_ETAG;
 use crate::plan::{self, CopyPlan, Method, ObjectFacts, Part, Plan, SkipReason};
 use crate::store::{Store, Stores};
@@ -76,6 +76,27 @@ pub enum Outcome {
         /// Object size (0 for deletes).
         bytes: u64,
     },
+}
+
+impl Outcome {
+    /// The migration ledger's outcome of a result and its bytes. A filter's
+    /// skip is `Filtered` for a copy; for a mirror delete it means the
+    /// object stays (`Kept`).
+    pub fn ledger(&self, side: crate::migration::Side) -> (ObjectOutcome, u64) {
+        use crate::migration::Side;
+        match self {
+            Outcome::Copied { bytes, .. } => (ObjectOutcome::Copied, *bytes),
+            Outcome::Skipped { bytes, .. } => (ObjectOutcome::Skipped, *bytes),
+            Outcome::WouldCopy { bytes } => (ObjectOutcome::WouldCopy, *bytes),
+            Outcome::Deleted => (ObjectOutcome::Deleted, 0),
+            Outcome::Kept => (ObjectOutcome::Kept, 0),
+            Outcome::WouldDelete => (ObjectOutcome::WouldDelete, 0),
+            Outcome::Filtered { bytes, .. } => match side {
+                Side::Source => (ObjectOutcome::Filtered, *bytes),
+                Side::Destination => (ObjectOutcome::Kept, 0),
+            },
+        }
+    }
 }
 
 /// One object of a listing page.
@@ -1477,5 +1498,35 @@ impl Executor {
             prefixes,
             next,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::Side;
+
+    #[test]
+    fn outcomes_map_to_ledger_outcomes() {
+        let filtered = Outcome::Filtered {
+            filter: "f".to_owned(),
+            reason: "r".to_owned(),
+            bytes: 9,
+        };
+        #[rustfmt::skip]
+        let table = [
+            (Outcome::Copied { method: "put", bytes: 5 }, Side::Source, (ObjectOutcome::Copied, 5)),
+            (Outcome::Skipped { reason: SkipReason::Stale, bytes: 6 }, Side::Source, (ObjectOutcome::Skipped, 6)),
+            (Outcome::WouldCopy { bytes: 7 }, Side::Source, (ObjectOutcome::WouldCopy, 7)),
+            (filtered.clone(), Side::Source, (ObjectOutcome::Filtered, 9)),
+            // A filter holding back a mirror delete keeps the object.
+            (filtered, Side::Destination, (ObjectOutcome::Kept, 0)),
+            (Outcome::Deleted, Side::Destination, (ObjectOutcome::Deleted, 0)),
+            (Outcome::Kept, Side::Destination, (ObjectOutcome::Kept, 0)),
+            (Outcome::WouldDelete, Side::Destination, (ObjectOutcome::WouldDelete, 0)),
+        ];
+        for (outcome, side, want) in table {
+            assert_eq!(outcome.ledger(side), want, "{outcome:?} {side:?}");
+        }
     }
 }
