@@ -39,7 +39,9 @@ pub struct Args {
     /// (its row shows one run), so a slow peer cannot eat the whole budget.
     #[arg(long, default_value_t = 120)]
     repeat_under_secs: u64,
-    /// Only these tools (comma separated: s3rf, s3rf-2, rclone, aws, s5cmd, s3sync).
+    /// Only these tools (comma separated: s3rf, s3rf-2, s3rf-2-shared,
+    /// rclone, aws, s5cmd, s3sync). `s3rf-2-shared`: 2 agents sharing the
+    /// concurrency (half each), as many requests in flight as one agent.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the S3 servers keep their data. The default, a tmpfs, keeps a
@@ -60,23 +62,36 @@ enum ModeArg {
 }
 
 enum Tool {
-    S3rf(usize),
+    /// `agents` s3rf agents; `shared`: they split the concurrency between
+    /// them instead of each taking all of it.
+    S3rf {
+        agents: usize,
+        shared: bool,
+    },
     Peer(Peer),
 }
 
 impl Tool {
     fn name(&self) -> String {
         match self {
-            Self::S3rf(1) => "s3rf, 1 agent".into(),
-            Self::S3rf(n) => format!("s3rf, {n} agents"),
+            Self::S3rf { agents: 1, .. } => "s3rf, 1 agent".into(),
+            Self::S3rf {
+                agents,
+                shared: false,
+            } => format!("s3rf, {agents} agents"),
+            Self::S3rf {
+                agents,
+                shared: true,
+            } => format!("s3rf, {agents} agents sharing the concurrency"),
             Self::Peer(p) => p.name().into(),
         }
     }
 
     fn key(&self) -> &'static str {
         match self {
-            Self::S3rf(1) => "s3rf",
-            Self::S3rf(_) => "s3rf-2",
+            Self::S3rf { agents: 1, .. } => "s3rf",
+            Self::S3rf { shared: false, .. } => "s3rf-2",
+            Self::S3rf { shared: true, .. } => "s3rf-2-shared",
             Self::Peer(Peer::Rclone(_)) => "rclone",
             Self::Peer(Peer::Aws(_)) => "aws",
             Self::Peer(Peer::S5cmd(_)) => "s5cmd",
@@ -151,7 +166,20 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
         server_side_multipart_threshold: 512 << 20,
     };
     let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|o| o == key);
-    let mut tools: Vec<Tool> = vec![Tool::S3rf(1), Tool::S3rf(2)];
+    let mut tools: Vec<Tool> = vec![
+        Tool::S3rf {
+            agents: 1,
+            shared: false,
+        },
+        Tool::S3rf {
+            agents: 2,
+            shared: false,
+        },
+        Tool::S3rf {
+            agents: 2,
+            shared: true,
+        },
+    ];
     let mut missing: Vec<(String, String)> = Vec::new();
     let mut versions = vec![format!("s3rf-agent: {}", version(agent_bin, "--version"))];
     for p in peers::discover() {
@@ -238,14 +266,14 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                     .iter()
                     .map(|t| Row {
                         tool: t.name(),
-                        s3rf: matches!(t, Tool::S3rf(_)),
+                        s3rf: matches!(t, Tool::S3rf { .. }),
                         outcome: match t {
                             Tool::Peer(p) => {
                                 p.unsupported(mode).map_or(Outcome::Ran(Vec::new()), |w| {
                                     Outcome::NotApplicable(w.into())
                                 })
                             }
-                            Tool::S3rf(_) => Outcome::Ran(Vec::new()),
+                            Tool::S3rf { .. } => Outcome::Ran(Vec::new()),
                         },
                     })
                     .collect(),
@@ -291,7 +319,7 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                     run_no += 1;
                     let dst_bucket = format!("dst-{label}");
                     // s3rf creates its destination bucket; peers get one.
-                    if !matches!(tool, Tool::S3rf(_)) {
+                    if !matches!(tool, Tool::S3rf { .. }) {
                         dc.create_bucket().bucket(&dst_bucket).send().await?;
                     }
                     let route = Route {
@@ -310,7 +338,17 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                         tool.name()
                     );
                     let result = match tool {
-                        Tool::S3rf(n) => crate::s3rf::run(agent_bin, *n, &route, &tuning).await,
+                        Tool::S3rf { agents, shared } => {
+                            let tuning = Tuning {
+                                concurrency: if *shared {
+                                    (tuning.concurrency / agents).max(1)
+                                } else {
+                                    tuning.concurrency
+                                },
+                                ..tuning
+                            };
+                            crate::s3rf::run(agent_bin, *agents, &route, &tuning).await
+                        }
                         Tool::Peer(p) => p.run(&route, &tuning).await,
                     };
                     let result = match result {
