@@ -786,8 +786,13 @@ impl Executor {
         Ok(())
     }
 
-    /// The body of a GET of the whole source, pinned to its ETag.
-    async fn open_body(&self, job: &CopyJob, src: &Source) -> Result<ByteStream, ExecError> {
+    /// A GET of the source, pinned to its version and ETag.
+    fn source_get(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+    ) -> Result<aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder, ExecError>
+    {
         let store = self.store(&job.src)?;
         let mut req = store
             .client
@@ -798,7 +803,13 @@ impl Executor {
         if let Some(etag) = &src.facts.etag {
             req = req.if_match(format!("\"{etag}\""));
         }
-        let out = req
+        Ok(req)
+    }
+
+    /// The body of a GET of the whole source.
+    async fn open_body(&self, job: &CopyJob, src: &Source) -> Result<ByteStream, ExecError> {
+        let out = self
+            .source_get(job, src)?
             .send()
             .await
             .map_err(|e| classify("GetObject", &target(&job.src), e))?;
@@ -811,17 +822,8 @@ impl Executor {
         src: &Source,
         range: Option<&Part>,
     ) -> Result<Bytes, ExecError> {
-        let store = self.store(&job.src)?;
         let t = target(&job.src);
-        let mut req = store
-            .client
-            .get_object()
-            .bucket(&job.src.bucket)
-            .key(&job.src.key)
-            .set_version_id(job.src_version.clone());
-        if let Some(etag) = &src.facts.etag {
-            req = req.if_match(format!("\"{etag}\""));
-        }
+        let mut req = self.source_get(job, src)?;
         let expected = match range {
             Some(p) => {
                 req = req.range(p.http_range());
