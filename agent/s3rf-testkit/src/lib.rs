@@ -1,10 +1,14 @@
 //! Real servers for s3rf's integration tests: `nats-server` with JetStream, the
-//! moto server and s3s-fs, each on a free loopback port in its own temp dir.
+//! moto server and s3s-fs, each on a free loopback port in its own temp dir,
+//! and a fault-injecting S3 proxy ([`proxy::FaultProxy`]) to put in front of
+//! them.
 //!
 //! Every server is killed when its handle drops, and also when the test process
 //! dies (PR_SET_PDEATHSIG), so no run leaves servers behind. A missing binary
 //! is an error with an install hint, never a silent skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod proxy;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
