@@ -571,6 +571,11 @@ pub struct RawEndpoint {
     /// SHA-256 the body of every PUT and UploadPart into its signature.
     #[serde(default)]
     pub sign_payload: bool,
+    /// `auto`: send Content-MD5 with every write to this endpoint, compare
+    /// the ETags it returns, and check reads from it against MD5 ETags.
+    /// `off`: for stores that refuse Content-MD5 or whose ETags are not MD5s.
+    #[serde(default)]
+    pub verify: Verify,
     /// Request timeout for one S3 call, in seconds.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
@@ -595,6 +600,18 @@ fn default_region() -> String {
 }
 const fn default_request_timeout_secs() -> u64 {
     300
+}
+
+/// Whether s3rf checks the bytes it reads from and writes to an endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verify {
+    /// Content-MD5 on writes, ETags compared after writes, reads checked
+    /// against plain-MD5 ETags.
+    #[default]
+    Auto,
+    /// No checks (stores that refuse Content-MD5 or have non-MD5 ETags).
+    Off,
 }
 
 /// When the AWS SDK computes request checksums.
@@ -843,6 +860,8 @@ pub struct EndpointConfig {
     pub checksums: ChecksumMode,
     /// Sign request bodies (else `UNSIGNED-PAYLOAD`).
     pub sign_payload: bool,
+    /// Integrity checks on this endpoint's reads and writes.
+    pub verify: Verify,
     /// Per-request timeout.
     pub request_timeout: Duration,
     /// Store kind.
@@ -1064,6 +1083,30 @@ fn is_token(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The servers of a `[nats] url`: one URL, or several separated by commas
+/// (a cluster's seeds). async-nats takes a list as a slice, not as one
+/// string, so the list is split and each entry parsed here.
+pub fn nats_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, entry)| {
+            if entry.is_empty() {
+                return Err(format!(
+                    "entry {} of {url:?} is empty; separate URLs with single commas",
+                    i + 1
+                ));
+            }
+            entry.parse::<async_nats::ServerAddr>().map_err(|e| {
+                format!(
+                    "entry {} ({entry:?}) is not a NATS server URL: {e}; write nats://host:port, several separated by commas",
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
 fn validate_nats(raw: RawNats) -> Result<NatsConfig, ConfigError> {
     if raw.url.trim().is_empty() {
         return Err(invalid(
@@ -1075,6 +1118,9 @@ fn validate_nats(raw: RawNats) -> Result<NatsConfig, ConfigError> {
         store_dir: raw.store_dir.clone(),
         server_bin: raw.server_bin.clone(),
     });
+    if embedded.is_none() {
+        nats_servers(&raw.url).map_err(|why| invalid("nats.url", why))?;
+    }
     if embedded.is_none() && (raw.store_dir.is_some() || raw.server_bin.is_some()) {
         return Err(invalid(
             "nats.store_dir",
@@ -1217,6 +1263,7 @@ fn validate_endpoint(name: &str, raw: RawEndpoint) -> Result<EndpointConfig, Con
         credentials,
         checksums: raw.checksums,
         sign_payload: raw.sign_payload,
+        verify: raw.verify,
         request_timeout: Duration::from_secs(raw.request_timeout_secs),
         kind: raw.kind,
     })
@@ -1370,6 +1417,32 @@ mod tests {
             "[endpoints.a]\nurl = \"http://x\"\nsecret = \"s\"\n",
             &[],
             Err("unknown field `secret`"),
+        );
+    }
+
+    #[test]
+    fn nats_urls_are_one_server_or_a_comma_separated_list() {
+        let three = "[nats]\nurl = \"nats://h1:4222, nats://h2:4222,nats://h3:4222\"\n";
+        check(three, &[], Ok("nats://h1:4222, nats://h2:4222"));
+        assert_eq!(
+            nats_servers("nats://h1:4222, nats://h2:4222,nats://h3:4222").map(|s| s.len()),
+            Ok(3)
+        );
+        check(
+            "[nats]\nurl = \"nats://h1:4222,,nats://h2:4222\"\n",
+            &[],
+            Err("entry 2 of \"nats://h1:4222,,nats://h2:4222\" is empty"),
+        );
+        check(
+            "[nats]\nurl = \"nats://h1:4222,nats://h2:nope\"\n",
+            &[],
+            Err("entry 2 (\"nats://h2:nope\") is not a NATS server URL"),
+        );
+        check("[endpoints.a]\nverify = \"off\"\n", &[], Ok("verify: Off"));
+        check(
+            "[endpoints.a]\nverify = \"sometimes\"\n",
+            &[],
+            Err("variant constructor sometimes for key `endpoints.a.verify`"),
         );
     }
 

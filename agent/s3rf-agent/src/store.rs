@@ -42,6 +42,9 @@ pub struct Store {
     /// Set once a GET has carried `x-amz-tagging-count`: from then on its
     /// absence means no tags, and untagged objects need no GetObjectTagging.
     pub counts_tags: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set once the log said that some reads from this store cannot be
+    /// checked (no plain-MD5 ETag, no full-object checksum).
+    pub unverified_reads: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// All endpoints of the agent, by name.
@@ -81,6 +84,7 @@ impl Stores {
                     client,
                     no_tagging: Default::default(),
                     counts_tags: Default::default(),
+                    unverified_reads: Default::default(),
                 },
             );
         }

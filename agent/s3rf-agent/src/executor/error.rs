@@ -68,6 +68,16 @@ pub enum ExecError {
         expected: u64,
         got: u64,
     },
+    #[error(
+        "{target}: the bytes {stage} did not match: expected {expected}, got {got}; the copy will be retried; if this repeats, check the network path and memory of this host, or set verify = \"off\" on endpoint {} if its ETags are not MD5s", .target.endpoint
+    )]
+    Corrupt {
+        /// "read from the source" or "stored at the destination".
+        stage: &'static str,
+        target: Target,
+        expected: String,
+        got: String,
+    },
     #[error("{op} on {target}: {detail}; this is a bug in s3rf, please report it")]
     Internal {
         op: &'static str,
@@ -101,7 +111,8 @@ impl ExecError {
             }
             ExecError::Transport { .. }
             | ExecError::SourceChanged(_)
-            | ExecError::ShortRead { .. } => Disposition::Retry,
+            | ExecError::ShortRead { .. }
+            | ExecError::Corrupt { .. } => Disposition::Retry,
             ExecError::Cancelled => Disposition::Release,
         }
     }
@@ -136,6 +147,11 @@ const RETRYABLE_CODES: &[&str] = &[
     "OperationAborted",
     "NoSuchUpload",
     "ExpiredToken",
+    // The bytes changed on their way: a flaky link, proxy or NIC. The next
+    // attempt sends them again.
+    "BadDigest",
+    "XAmzContentChecksumMismatch",
+    "XAmzContentSHA256Mismatch",
 ];
 
 /// Maps any SDK error to an [`ExecError`] with the right disposition.
@@ -228,8 +244,11 @@ pub fn classify_service(
                 || RETRYABLE_CODES.contains(&c);
             let hint = match (s, c) {
                 (501, _) | (_, "NotImplemented") => "; this store does not support the operation",
-                (400, "XAmzContentSHA256Mismatch" | "BadDigest" | "InvalidDigest") => {
-                    "; try checksums = \"when_required\" on this endpoint"
+                (_, "BadDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch") => {
+                    "; the bytes did not match their checksum when they arrived, so the store refused them (retrying); if every attempt fails, check the network path to this endpoint, or try checksums = \"when_required\" on it"
+                }
+                (_, "InvalidDigest") => {
+                    "; this store refuses the Content-MD5 header: set verify = \"off\" on this endpoint"
                 }
                 _ if retryable => " (retrying)",
                 _ => "",
@@ -297,6 +316,9 @@ mod tests {
             (500, "InternalError", Disposition::Retry),
             (503, "SlowDown", Disposition::Retry),
             (501, "NotImplemented", Disposition::DeadLetter),
+            (400, "BadDigest", Disposition::Retry),
+            (400, "XAmzContentSHA256Mismatch", Disposition::Retry),
+            (400, "InvalidDigest", Disposition::DeadLetter),
             (404, "NoSuchUpload", Disposition::Retry),
         ];
         for (status, code, want) in table {

@@ -7,6 +7,7 @@
 
 mod encode;
 mod error;
+pub mod integrity;
 mod read_ahead;
 
 use crate::outcome::Disposition;
@@ -27,13 +28,14 @@ use tracing::{debug, info, warn};
 pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
 
-use crate::config::{CopyConfig, EndpointKind};
+use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
 use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
 use crate::migration::{BucketState, ObjectOutcome};
 use crate::names::META_SOURCE_ETAG;
 use crate::plan::{self, CopyPlan, Method, ObjectFacts, Part, Plan, SkipReason};
 use crate::store::{Store, Stores};
+use integrity::{EtagContext, Md5, OrderedMd5, Written};
 
 /// Buffer accounting unit: the semaphore counts KiB so that u32 permits cover
 /// terabytes.
@@ -141,14 +143,28 @@ struct Source {
     last_modified_ms: Option<i64>,
     /// Tags on the source, when the response said (GET does, HEAD does not).
     tag_count: Option<i32>,
+    /// The MD5 of the source's bytes, when its ETag states it
+    /// ([`integrity::source_md5`]): what every read of it is checked against.
+    md5: Option<Md5>,
 }
 
 /// The source's facts and attributes from a HeadObject or GetObject output
-/// (the two share these accessors).
+/// (the two share these accessors); `$opaque` says that the store's ETags
+/// cannot be MD5s (a directory bucket, or `verify = "off"`).
 macro_rules! source_from {
-    ($r:expr, $tag_count:expr) => {{
+    ($r:expr, $tag_count:expr, $opaque:expr) => {{
         let r = $r;
+        let opaque: (bool, bool) = $opaque;
         let metadata = r.metadata().cloned().unwrap_or_default();
+        let md5 = integrity::source_md5(
+            r.e_tag(),
+            EtagContext {
+                sse: r.server_side_encryption().map(|s| s.as_str()),
+                sse_c: r.sse_customer_algorithm().is_some(),
+                express: opaque.0,
+                verify_off: opaque.1,
+            },
+        );
         Source {
             facts: ObjectFacts {
                 size: u64::try_from(r.content_length().unwrap_or(0)).unwrap_or(0),
@@ -174,14 +190,16 @@ macro_rules! source_from {
             },
             last_modified_ms: r.last_modified().and_then(|t| t.to_millis().ok()),
             tag_count: $tag_count,
+            md5,
         }
     }};
 }
 
 /// What `get_source` read of an object it copies with one PUT.
 enum Prefetched {
-    /// The whole object, with the buffer budget it holds.
-    Whole(Bytes, OwnedSemaphorePermit),
+    /// The whole object, checked against the source's MD5 where it has one,
+    /// with its MD5 and the buffer budget it holds.
+    Whole(Bytes, Md5, OwnedSemaphorePermit),
     /// The open body of a larger object, which the PUT reads through a
     /// window of `window` bytes (`copy.read_ahead`) whose budget it holds.
     Open {
@@ -207,6 +225,36 @@ pub struct Executor {
 
 fn strip_quotes(etag: &str) -> String {
     etag.trim_matches('"').to_owned()
+}
+
+/// Whether `bucket` on `store` is a directory bucket (S3 Express One Zone).
+fn is_express(store: &Store, bucket: &str) -> bool {
+    store.config.kind == EndpointKind::S3Express || plan::is_directory_bucket(bucket)
+}
+
+/// Why `store`'s ETags in `bucket` cannot be MD5s: (directory bucket,
+/// `verify = "off"`).
+fn opaque(store: &Store, bucket: &str) -> (bool, bool) {
+    (
+        is_express(store, bucket),
+        store.config.verify == Verify::Off,
+    )
+}
+
+/// What a write to `obj` on `store` returned, for comparing its ETag.
+fn written_context<'a>(
+    store: &Store,
+    obj: &ObjectRef,
+    sse: Option<&'a aws_sdk_s3::types::ServerSideEncryption>,
+    sse_c: bool,
+) -> EtagContext<'a> {
+    let (express, verify_off) = opaque(store, &obj.bucket);
+    EtagContext {
+        sse: sse.map(|s| s.as_str()),
+        sse_c,
+        express,
+        verify_off,
+    }
 }
 
 fn target(obj: &ObjectRef) -> Target {
@@ -317,9 +365,14 @@ impl Executor {
         }
     }
 
-    async fn buffer_permit(&self, bytes: u64) -> Result<OwnedSemaphorePermit, ExecError> {
+    /// Buffer permits `bytes` take (at most the whole budget).
+    fn buffer_units_for(&self, bytes: u64) -> usize {
         let units = bytes.div_ceil(BUFFER_UNIT).clamp(1, self.buffer_units);
-        let units = u32::try_from(units).unwrap_or(u32::MAX);
+        usize::try_from(units).unwrap_or(usize::MAX)
+    }
+
+    async fn buffer_permit(&self, bytes: u64) -> Result<OwnedSemaphorePermit, ExecError> {
+        let units = u32::try_from(self.buffer_units_for(bytes)).unwrap_or(u32::MAX);
         self.buffers
             .clone()
             .acquire_many_owned(units)
@@ -379,8 +432,7 @@ impl Executor {
             self.head_destination(dst_store, &job.dst).await?
         };
         let kind = plan::Destination {
-            express: dst_store.config.kind == EndpointKind::S3Express
-                || plan::is_directory_bucket(&job.dst.bucket),
+            express: is_express(dst_store, &job.dst.bucket),
         };
         let plan = plan::plan_copy_to(&src.facts, dst.as_ref(), same_endpoint, kind, &self.copy);
         let plan = match plan {
@@ -458,9 +510,8 @@ impl Executor {
             return Ok(None);
         };
         let etag = job.listed_etag.as_deref();
-        let express = store.config.kind == EndpointKind::S3Express
-            || plan::is_directory_bucket(&job.dst.bucket)
-            || plan::is_directory_bucket(&job.src.bucket);
+        let express =
+            is_express(store, &job.dst.bucket) || plan::is_directory_bucket(&job.src.bucket);
         // A multipart ETag must be recorded on the copy (metadata REPLACE,
         // which needs the source's attributes): that takes the HEAD.
         if !job.skip_destination_head
@@ -519,7 +570,7 @@ impl Executor {
             .await
             .map_err(|e| classify("HeadObject", &t, e));
         match head {
-            Ok(h) => Ok(source_from!(&h, None)),
+            Ok(h) => Ok(source_from!(&h, None, opaque(store, &job.src.bucket))),
             Err(e) if e.is_not_found() => Err(self.which_missing(store, &job.src).await),
             Err(e) => Err(e),
         }
@@ -566,7 +617,7 @@ impl Executor {
             None if counts_tags.load(std::sync::atomic::Ordering::Relaxed) => Some(0),
             None => None,
         };
-        let src = source_from!(&out, tag_count);
+        let src = source_from!(&out, tag_count, opaque(store, &job.src.bucket));
         let expected = src.facts.size;
         if expected > self.copy.multipart_threshold {
             return Ok((src, None));
@@ -579,34 +630,58 @@ impl Executor {
             };
             return Ok((src, Some(open)));
         }
-        let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
-        while let Some(chunk) = out
-            .body
-            .try_next()
-            .await
-            .map_err(|e| ExecError::Transport {
-                op: "GetObject",
+        // The listing's size is a hint: an object that grew since (or a job
+        // that lied) takes the budget of what it really holds before a byte
+        // of it is buffered.
+        let permit = if permit.num_permits() < self.buffer_units_for(expected) {
+            drop(permit);
+            self.buffer_permit(expected).await?
+        } else {
+            permit
+        };
+        let buf = read_body(&mut out.body, expected, &t).await?;
+        let digest = self.verify_read(store, &src, &buf, &t).await?;
+        Ok((src, Some(Prefetched::Whole(buf, digest, permit))))
+    }
+
+    /// Checks bytes read whole against the source's MD5 (when its ETag
+    /// states one) and returns their MD5.
+    async fn verify_read(
+        &self,
+        store: &Store,
+        src: &Source,
+        bytes: &Bytes,
+        t: &Target,
+    ) -> Result<Md5, ExecError> {
+        let digest = integrity::md5_of(bytes).await;
+        match src.md5 {
+            Some(want) if want != digest => Err(ExecError::Corrupt {
+                stage: "read from the source",
                 target: t.clone(),
-                detail: format!("reading the body failed: {e}"),
-            })?
-        {
-            if (buf.len() + chunk.len()) as u64 > expected {
-                return Err(ExecError::ShortRead {
-                    target: t,
-                    expected,
-                    got: (buf.len() + chunk.len()) as u64,
-                });
+                expected: integrity::hex(&want),
+                got: integrity::hex(&digest),
+            }),
+            Some(_) => Ok(digest),
+            None => {
+                self.note_unverified_read(store, src);
+                Ok(digest)
             }
-            buf.extend_from_slice(&chunk);
         }
-        if buf.len() as u64 != expected {
-            return Err(ExecError::ShortRead {
-                target: t,
-                expected,
-                got: buf.len() as u64,
-            });
+    }
+
+    /// Says once per endpoint that some reads from it cannot be checked.
+    fn note_unverified_read(&self, store: &Store, src: &Source) {
+        use std::sync::atomic::Ordering;
+        if store.config.verify == Verify::Off
+            || store.unverified_reads.swap(true, Ordering::Relaxed)
+        {
+            return;
         }
-        Ok((src, Some(Prefetched::Whole(buf.freeze(), permit))))
+        info!(
+            endpoint = %store.config.name,
+            etag = src.facts.etag.as_deref().unwrap_or(""),
+            "reads from this endpoint of objects whose ETag is not a plain MD5 (multipart, encrypted, directory buckets) are checked only where the store reports a full-object checksum; writes are still checked by the destination"
+        );
     }
 
     /// Whether a PUT to `dst` can take a piped body: its length is known,
@@ -810,12 +885,16 @@ impl Executor {
     async fn open_body(&self, job: &CopyJob, src: &Source) -> Result<ByteStream, ExecError> {
         let out = self
             .source_get(job, src)?
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|e| classify("GetObject", &target(&job.src), e))?;
         Ok(out.body)
     }
 
+    /// The bytes of `range` of the source, or of all of it. A whole read
+    /// asks for the source's checksums, which the SDK then checks the body
+    /// against (full-object checksums only).
     async fn get_bytes(
         &self,
         job: &CopyJob,
@@ -829,41 +908,13 @@ impl Executor {
                 req = req.range(p.http_range());
                 p.len()
             }
-            None => src.facts.size,
+            None => {
+                req = req.checksum_mode(ChecksumMode::Enabled);
+                src.facts.size
+            }
         };
         let mut out = req.send().await.map_err(|e| classify("GetObject", &t, e))?;
-        // One buffer of exactly the expected size: no reallocation and no
-        // second copy, so a part costs its own size in memory.
-        let capacity = usize::try_from(expected).unwrap_or(usize::MAX);
-        let mut buf = BytesMut::with_capacity(capacity);
-        while let Some(chunk) = out
-            .body
-            .try_next()
-            .await
-            .map_err(|e| ExecError::Transport {
-                op: "GetObject",
-                target: t.clone(),
-                detail: format!("reading the body failed: {e}"),
-            })?
-        {
-            if (buf.len() + chunk.len()) as u64 > expected {
-                return Err(ExecError::ShortRead {
-                    target: t,
-                    expected,
-                    got: (buf.len() + chunk.len()) as u64,
-                });
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        let got = buf.len() as u64;
-        if got != expected {
-            return Err(ExecError::ShortRead {
-                target: t,
-                expected,
-                got,
-            });
-        }
-        Ok(buf.freeze())
+        read_body(&mut out.body, expected, &t).await
     }
 
     /// The tags to write: the source's, or none for a directory bucket (logged).
@@ -898,6 +949,7 @@ impl Executor {
             self.tags_for(job, plan).await?
         };
         let store = self.store(&job.dst)?;
+        let verify = store.config.verify == Verify::Auto;
         let size = src.facts.size;
         let prefetched = match prefetched {
             None if self.pipes_into(&job.dst) && size > PIPE_ABOVE => {
@@ -911,17 +963,28 @@ impl Executor {
             }
             other => other,
         };
-        let (bytes, _permit) = match prefetched {
-            Some(Prefetched::Whole(bytes, permit)) => (bytes, permit),
+        let (bytes, digest, _permit) = match prefetched {
+            Some(Prefetched::Whole(bytes, digest, permit)) => (bytes, digest, permit),
             Some(Prefetched::Open {
                 body,
                 window,
                 permit,
             }) => {
                 debug!(window, "piping the GET into the PUT");
-                let (body, reader) = read_ahead::pipe(body, size, window, target(&job.src));
+                if src.md5.is_none() {
+                    self.note_unverified_read(self.store(&job.src)?, src);
+                }
+                let (body, reader) =
+                    read_ahead::pipe(body, size, window, target(&job.src), src.md5);
+                // The source's own MD5 is known before the first byte: the
+                // destination checks the body against it (as rclone does).
                 let req = self
                     .put_request(store, job, src, plan, &tags)
+                    .set_content_md5(
+                        src.md5
+                            .filter(|_| verify)
+                            .map(|d| integrity::content_md5(&d)),
+                    )
                     .content_length(i64::try_from(size).unwrap_or(i64::MAX))
                     .body(body);
                 let put = async {
@@ -932,33 +995,164 @@ impl Executor {
                         .map_err(|e| classify("PutObject", &target(&job.dst), e))
                 };
                 let (read, put) = tokio::join!(reader, put);
-                // A broken or short GET explains a failed PUT best.
-                read?;
-                put?;
+                let (digest, out) = match (read, put) {
+                    (Ok(digest), Ok(out)) => (digest, out),
+                    (Ok(digest), Err(e)) => {
+                        return Err(self.after_failed_write(store, &job.dst, &digest, e).await);
+                    }
+                    // The PUT stopped reading: its own error says why.
+                    (
+                        Err(ExecError::Transport {
+                            op: "PutObject", ..
+                        }),
+                        Err(e),
+                    ) => {
+                        if is_digest_error(&e) {
+                            self.discard_unverified(store, &job.dst, src.md5.as_ref())
+                                .await;
+                        }
+                        return Err(e);
+                    }
+                    // A broken, short or corrupt GET explains a failed PUT
+                    // best; whatever the store kept of it goes.
+                    (Err(e), put) => {
+                        if put.is_ok() || put.as_ref().is_err_and(is_digest_error) {
+                            self.discard_unverified(store, &job.dst, src.md5.as_ref())
+                                .await;
+                        }
+                        return Err(e);
+                    }
+                };
                 drop(permit);
+                let ctx = written_context(
+                    store,
+                    &job.dst,
+                    out.server_side_encryption(),
+                    out.sse_customer_algorithm().is_some(),
+                );
+                self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
+                    .await?;
                 self.verify_tags(&job.dst, &tags).await;
                 return Ok(());
             }
             None => {
                 let permit = self.buffer_permit(src.facts.size).await?;
-                (self.get_bytes(job, src, None).await?, permit)
+                let bytes = self.get_bytes(job, src, None).await?;
+                let digest = self
+                    .verify_read(self.store(&job.src)?, src, &bytes, &target(&job.src))
+                    .await?;
+                (bytes, digest, permit)
             }
         };
         let req = self
             .put_request(store, job, src, plan, &tags)
+            .set_content_md5(verify.then(|| integrity::content_md5(&digest)))
             .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
             .body(ByteStream::from(bytes));
-        // SHA-256 of the body was a fifth of the CPU of a streamed copy; TLS
-        // (or, on plain HTTP, nothing, as for the GET it came from) guards
-        // the bytes in transit, and Content-Length their size.
-        if store.config.sign_payload {
+        // SHA-256 of the body was a fifth of the CPU of a streamed copy;
+        // Content-MD5 lets the store check the bytes instead, and
+        // Content-Length their size.
+        let sent = if store.config.sign_payload {
             req.send().await
         } else {
             req.customize().disable_payload_signing().send().await
         }
-        .map_err(|e| classify("PutObject", &target(&job.dst), e))?;
+        .map_err(|e| classify("PutObject", &target(&job.dst), e));
+        let out = match sent {
+            Ok(out) => out,
+            Err(e) => return Err(self.after_failed_write(store, &job.dst, &digest, e).await),
+        };
+        let ctx = written_context(
+            store,
+            &job.dst,
+            out.server_side_encryption(),
+            out.sse_customer_algorithm().is_some(),
+        );
+        self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
+            .await?;
         self.verify_tags(&job.dst, &tags).await;
         Ok(())
+    }
+
+    /// Compares the ETag a write returned with the one the bytes sent must
+    /// have. A mismatch means the store holds other bytes than were sent:
+    /// they are deleted, so nothing corrupt stays at the key, and the copy
+    /// is retried.
+    async fn check_stored(
+        &self,
+        store: &Store,
+        dst: &ObjectRef,
+        returned: Option<&str>,
+        expected: &str,
+        ctx: EtagContext<'_>,
+    ) -> Result<(), ExecError> {
+        match integrity::check_written(returned, expected, ctx) {
+            Written::Match | Written::Unchecked => Ok(()),
+            Written::Mismatch { expected, got } => {
+                warn!(
+                    expected,
+                    got, "the destination stored other bytes than were sent; deleting them"
+                );
+                self.delete_corrupt(store, dst).await;
+                Err(ExecError::Corrupt {
+                    stage: "stored at the destination",
+                    target: target(dst),
+                    expected,
+                    got,
+                })
+            }
+        }
+    }
+
+    /// After a failed single PUT: a store that refused the bytes as corrupt
+    /// may have kept them anyway (s3s-fs does), so an object at the key
+    /// whose ETag is not the MD5 of what was sent is deleted.
+    async fn after_failed_write(
+        &self,
+        store: &Store,
+        dst: &ObjectRef,
+        sent: &Md5,
+        e: ExecError,
+    ) -> ExecError {
+        if is_digest_error(&e) {
+            self.discard_unverified(store, dst, Some(sent)).await;
+        }
+        e
+    }
+
+    /// Deletes the object at `dst` unless its ETag is `good`'s hex (a
+    /// `None` deletes whatever is there).
+    async fn discard_unverified(&self, store: &Store, dst: &ObjectRef, good: Option<&Md5>) {
+        if store.config.verify == Verify::Off {
+            return;
+        }
+        let now = self.head_destination(store, dst).await;
+        let keep = match (&now, good) {
+            (Ok(None), _) => true,
+            (Ok(Some(facts)), Some(good)) => {
+                facts.etag.as_deref().and_then(integrity::parse_plain) == Some(*good)
+            }
+            (Ok(Some(_)), None) => false,
+            // Cannot tell: the retry overwrites it, the last one leaves it.
+            (Err(_), _) => true,
+        };
+        if !keep {
+            warn!("the destination kept bytes it refused or that did not match; deleting them");
+            self.delete_corrupt(store, dst).await;
+        }
+    }
+
+    async fn delete_corrupt(&self, store: &Store, dst: &ObjectRef) {
+        let res = store
+            .client
+            .delete_object()
+            .bucket(&dst.bucket)
+            .key(&dst.key)
+            .send()
+            .await;
+        if let Err(e) = res {
+            warn!(error = %classify("DeleteObject", &target(dst), e), "could not delete corrupt bytes at the destination; the retry overwrites them");
+        }
     }
 
     /// A PutObject of `job`'s destination with the source's attributes and
@@ -1032,27 +1226,17 @@ impl Executor {
             })?
             .to_owned();
         debug!(upload_id, "multipart upload created");
-        let mut result = tokio::select! {
-            r = self.upload_parts_and_complete(job, src, plan, &upload_id) => r,
+        let uploaded = tokio::select! {
+            r = self.upload_parts(job, src, plan, &upload_id) => r,
             () = cancel.cancelled() => Err(ExecError::Cancelled),
         };
-        if let Err(ExecError::Transport {
-            op: "CompleteMultipartUpload",
-            ..
-        }) = &result
-        {
-            // The completion may have happened even though its response was
-            // lost or unreadable; if the object is there, it is done.
-            if let Ok(Some(now)) = self.head_destination(store, &job.dst).await
-                && plan::identical(&src.facts, &now)
-            {
-                info!(
-                    upload_id,
-                    "completion confirmed by HEAD after an unreadable response"
-                );
-                result = Ok(());
-            }
-        }
+        let result = match uploaded {
+            Ok((parts, expected)) => tokio::select! {
+                r = self.complete(store, job, src, &upload_id, parts, expected.as_deref()) => r,
+                () = cancel.cancelled() => Err(ExecError::Cancelled),
+            },
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             debug!(error = %e, upload_id, "aborting multipart upload");
             let abort = store
@@ -1072,33 +1256,101 @@ impl Executor {
             }
         } else {
             self.verify_tags(&job.dst, &tags).await;
+            // A CreateMultipartUpload whose response was lost made the SDK
+            // create a second upload; the first is left for no one.
+            self.abort_stale_uploads(store, &job.dst).await;
         }
         result
     }
 
-    async fn upload_parts_and_complete(
+    /// Uploads every part; returns them in order with the ETag the
+    /// completed object must have (streamed parts only: the MD5 of their
+    /// MD5s). A streamed copy of a source whose ETag is its MD5 hashes the
+    /// parts in order too, and fails before completion if the bytes read
+    /// were not the source's.
+    async fn upload_parts(
         &self,
         job: &CopyJob,
         src: &Source,
         plan: &CopyPlan,
         upload_id: &str,
-    ) -> Result<(), ExecError> {
+    ) -> Result<(Vec<CompletedPart>, Option<String>), ExecError> {
         let parts = plan.method.parts(src.facts.size);
+        let count = i32::try_from(parts.len()).unwrap_or(i32::MAX);
         let server_side = matches!(plan.method, Method::ServerSideMultipart { .. });
-        let mut completed: Vec<CompletedPart> = futures::stream::iter(parts)
+        let whole = (!server_side && src.md5.is_some()).then(OrderedMd5::default);
+        let whole = whole.as_ref();
+        if !server_side && src.md5.is_none() {
+            self.note_unverified_read(self.store(&job.src)?, src);
+        }
+        // Streamed parts take their buffer permits in part order (see
+        // `OrderedMd5`): part n waits for part n-1 to hold its permit.
+        let turn = tokio::sync::watch::Sender::new(1i32);
+        let turn = &turn;
+        let mut done: Vec<(CompletedPart, Option<Md5>)> = futures::stream::iter(parts)
             .map(|part| async move {
                 if server_side {
-                    self.copy_part(job, src, upload_id, &part).await
-                } else {
-                    self.stream_part(job, src, upload_id, &part).await
+                    let done = self.copy_part(job, src, upload_id, &part).await?;
+                    return Ok((done, None));
                 }
+                let permit = self.part_permit(&part, turn).await?;
+                let done = self.stream_part(job, src, upload_id, &part, whole).await;
+                drop(permit);
+                done.map(|(p, d)| (p, Some(d)))
             })
             .buffer_unordered(self.copy.part_concurrency)
             .try_collect()
             .await?;
-        completed.sort_by_key(|p| p.part_number());
-        let store = self.store(&job.dst)?;
-        store
+        done.sort_by_key(|(p, _)| p.part_number());
+        if let (Some(whole), Some(want)) = (whole, src.md5) {
+            let got = whole.finish(count).ok_or_else(|| ExecError::Internal {
+                op: "UploadPart",
+                target: target(&job.src),
+                detail: "not every part was hashed".to_owned(),
+            })?;
+            if got != want {
+                return Err(ExecError::Corrupt {
+                    stage: "read from the source",
+                    target: target(&job.src),
+                    expected: integrity::hex(&want),
+                    got: integrity::hex(&got),
+                });
+            }
+        }
+        let digests: Option<Vec<Md5>> = done.iter().map(|(_, d)| *d).collect();
+        let expected = digests.map(|d| integrity::multipart_etag(&d));
+        Ok((done.into_iter().map(|(p, _)| p).collect(), expected))
+    }
+
+    /// The buffer permit of a streamed part, taken after the part before
+    /// it took its own.
+    async fn part_permit(
+        &self,
+        part: &Part,
+        turn: &tokio::sync::watch::Sender<i32>,
+    ) -> Result<OwnedSemaphorePermit, ExecError> {
+        let mut rx = turn.subscribe();
+        rx.wait_for(|n| *n >= part.number)
+            .await
+            .map_err(|_| ExecError::Cancelled)?;
+        let permit = self.buffer_permit(part.len()).await;
+        turn.send_modify(|n| *n = part.number + 1);
+        permit
+    }
+
+    /// Completes the upload and checks its ETag against `expected`. A
+    /// completion whose response was lost (the SDK's retry then gets an
+    /// error for an upload that no longer exists) is confirmed by a HEAD.
+    async fn complete(
+        &self,
+        store: &Store,
+        job: &CopyJob,
+        src: &Source,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        expected: Option<&str>,
+    ) -> Result<(), ExecError> {
+        let res = store
             .client
             .complete_multipart_upload()
             .bucket(&job.dst.bucket)
@@ -1106,13 +1358,34 @@ impl Executor {
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
+                    .set_parts(Some(parts))
                     .build(),
             )
             .send()
             .await
-            .map_err(|e| classify("CompleteMultipartUpload", &target(&job.dst), e))?;
-        Ok(())
+            .map_err(|e| classify("CompleteMultipartUpload", &target(&job.dst), e));
+        let out = match res {
+            Ok(out) => out,
+            Err(e) => {
+                // The completion may have happened even though its response
+                // was lost: if the object is there, it is done.
+                let now = self.head_destination(store, &job.dst).await;
+                let confirmed = matches!(&now, Ok(Some(now))
+                    if expected.is_some_and(|want| now.etag.as_deref() == Some(want))
+                        || plan::identical(&src.facts, now));
+                if confirmed {
+                    info!(upload_id, error = %e, "completion confirmed by HEAD after a failed response");
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        };
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        let ctx = written_context(store, &job.dst, out.server_side_encryption(), false);
+        self.check_stored(store, &job.dst, out.e_tag(), expected, ctx)
+            .await
     }
 
     async fn stream_part(
@@ -1121,33 +1394,62 @@ impl Executor {
         src: &Source,
         upload_id: &str,
         part: &Part,
-    ) -> Result<CompletedPart, ExecError> {
-        let _permit = self.buffer_permit(part.len()).await?;
+        whole: Option<&OrderedMd5>,
+    ) -> Result<(CompletedPart, Md5), ExecError> {
         let bytes = self.get_bytes(job, src, Some(part)).await?;
+        let digest = integrity::md5_of(&bytes).await;
         let store = self.store(&job.dst)?;
-        let out = store
+        let verify = store.config.verify == Verify::Auto;
+        let req = store
             .client
             .upload_part()
             .bucket(&job.dst.bucket)
             .key(&job.dst.key)
             .upload_id(upload_id)
             .part_number(part.number)
+            .set_content_md5(verify.then(|| integrity::content_md5(&digest)))
             .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
-            .body(ByteStream::from(bytes));
-        let out = if store.config.sign_payload {
-            out.send().await
-        } else {
-            out.customize().disable_payload_signing().send().await
+            .body(ByteStream::from(bytes.clone()));
+        let upload = async {
+            if store.config.sign_payload {
+                req.send().await
+            } else {
+                req.customize().disable_payload_signing().send().await
+            }
+            .map_err(|e| classify("UploadPart", &target(&job.dst), e))
+        };
+        let feed = async {
+            if let Some(whole) = whole {
+                whole.feed(part.number, bytes).await;
+            }
+        };
+        let (out, ()) = tokio::join!(upload, feed);
+        let out = out?;
+        let ctx = written_context(
+            store,
+            &job.dst,
+            out.server_side_encryption(),
+            out.sse_customer_algorithm().is_some(),
+        );
+        if let Written::Mismatch { expected, got } =
+            integrity::check_written(out.e_tag(), &integrity::hex(&digest), ctx)
+        {
+            return Err(ExecError::Corrupt {
+                stage: "stored at the destination",
+                target: target(&job.dst),
+                expected: format!("{expected} (part {})", part.number),
+                got,
+            });
         }
-        .map_err(|e| classify("UploadPart", &target(&job.dst), e))?;
-        Ok(CompletedPart::builder()
+        let part = CompletedPart::builder()
             .part_number(part.number)
             .set_e_tag(out.e_tag().map(str::to_owned))
             .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
             .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
             .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
             .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
-            .build())
+            .build();
+        Ok((part, digest))
     }
 
     async fn copy_part(
@@ -1501,6 +1803,42 @@ impl Executor {
             next,
         })
     }
+}
+
+/// Whether a store refused a write because its bytes did not match their
+/// checksum.
+fn is_digest_error(e: &ExecError) -> bool {
+    matches!(e, ExecError::Service { code, .. }
+        if matches!(code.as_str(), "BadDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch"))
+}
+
+/// Reads a body of `expected` bytes into one buffer of exactly that size
+/// (no reallocation, no second copy: a part costs its own size in memory);
+/// a body that ends early or runs long is a short read.
+async fn read_body(body: &mut ByteStream, expected: u64, t: &Target) -> Result<Bytes, ExecError> {
+    let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(chunk) = body.try_next().await.map_err(|e| ExecError::Transport {
+        op: "GetObject",
+        target: t.clone(),
+        detail: format!("reading the body failed: {e}"),
+    })? {
+        if (buf.len() + chunk.len()) as u64 > expected {
+            return Err(ExecError::ShortRead {
+                target: t.clone(),
+                expected,
+                got: (buf.len() + chunk.len()) as u64,
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.len() as u64 != expected {
+        return Err(ExecError::ShortRead {
+            target: t.clone(),
+            expected,
+            got: buf.len() as u64,
+        });
+    }
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

@@ -1,0 +1,213 @@
+//! End-to-end integrity: a fault proxy flips one bit in a body, and the copy
+//! must still end byte-exact (after a retry), or in a dead letter that says
+//! the bytes did not match, never in a corrupt object at the destination.
+
+use s3rf_testkit::pattern_bytes;
+use s3rf_testkit::proxy::{Fault, FaultProxy, Op, Rule};
+
+use crate::faults::proxied_endpoint;
+use crate::harness::*;
+
+/// One object of each copy path (whole single PUT, piped single PUT,
+/// streamed multipart), each with one bit flipped once: in the request body
+/// on the way to the destination (`w-*`) or in the response body on the way
+/// from the source (`r-*`, the multipart one in a ranged part's GET). Every
+/// copy ends byte-exact, with no dead letter, and the agent said why it
+/// retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_bit_in_any_body_is_caught_and_the_copy_retried() {
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let src = make_bucket(&fs, "flip-src").await;
+    let dst = make_bucket(&fs, "flip-dst").await;
+    let proxy = FaultProxy::start(&env.fs.url()).expect("proxy");
+    let objects = [
+        ("w-small", 4 * 1024),
+        ("w-piped", 3 * MIB),
+        ("w-multi", 12 * MIB),
+        ("r-small", 4 * 1024),
+        ("r-piped", 3 * MIB),
+        ("r-multi", 12 * MIB),
+    ];
+    for (i, (key, size)) in objects.iter().enumerate() {
+        put(&fs, &src, key, pattern_bytes(*size, 70 + i as u64)).await;
+    }
+    proxy.add(Rule::first(Op::PutObject, Fault::FlipRequestBody, 1).on_path("w-small"));
+    proxy.add(Rule::first(Op::PutObject, Fault::FlipRequestBody, 1).on_path("w-piped"));
+    proxy.add(Rule::first(Op::UploadPart, Fault::FlipRequestBody, 1).on_path("w-multi"));
+    proxy.add(
+        Rule::first(Op::GetObject, Fault::FlipResponseBody, 1)
+            .ranged(false)
+            .on_path("r-small"),
+    );
+    proxy.add(
+        Rule::first(Op::GetObject, Fault::FlipResponseBody, 1)
+            .ranged(false)
+            .on_path("r-piped"),
+    );
+    proxy.add(
+        Rule::first(Op::GetObject, Fault::FlipResponseBody, 1)
+            .ranged(true)
+            .on_path("r-multi"),
+    );
+    let opts = AgentOpts {
+        extra_toml: proxied_endpoint("fsx", &proxy, "T_FS"),
+        ..AgentOpts::default()
+    };
+    let agent = env.spawn_agent(&opts).await;
+    for (key, _) in &objects {
+        // Writes go through the proxy; reads come through it.
+        if key.starts_with('w') {
+            env.publish_copy(("fs", &src, key), ("fsx", &dst, None))
+                .await;
+        } else {
+            env.publish_copy(("fsx", &src, key), ("fs", &dst, None))
+                .await;
+        }
+    }
+    env.wait_jobs_done().await;
+    for (i, (key, size)) in objects.iter().enumerate() {
+        let got = get(&fs, &dst, key).await;
+        assert!(
+            got == pattern_bytes(*size, 70 + i as u64),
+            "{key}: the destination differs ({} bytes); log:\n{}",
+            got.len(),
+            agent.log()
+        );
+    }
+    assert_eq!(
+        proxy.injected(Op::PutObject),
+        2,
+        "{}",
+        proxy.injected_summary()
+    );
+    assert_eq!(proxy.injected(Op::UploadPart), 1);
+    assert_eq!(proxy.injected(Op::GetObject), 3);
+    assert_eq!(env.dead_letter_count().await, 0, "{}", agent.log());
+    let log = agent.log();
+    // The two read flips of whole objects and the ranged one were caught by
+    // s3rf's own MD5 of what it read.
+    let read_mismatches = log
+        .lines()
+        .filter(|l| l.contains("the bytes read from the source did not match"))
+        .count();
+    assert!(
+        read_mismatches >= 3,
+        "{read_mismatches} read mismatches; log:\n{log}"
+    );
+    // The write flips were refused by the store (Content-MD5) or caught by
+    // the ETag comparison.
+    let write_refusals = log
+        .lines()
+        .filter(|l| {
+            l.contains("BadDigest") || l.contains("stored at the destination did not match")
+        })
+        .count();
+    assert!(
+        write_refusals >= 3,
+        "{write_refusals} write refusals; log:\n{log}"
+    );
+}
+
+/// A link that corrupts every attempt: the copies end in dead letters that
+/// say the bytes did not match, and nothing corrupt stays behind: s3s-fs
+/// keeps a PUT body it refused as BadDigest, so s3rf deletes it; moto's
+/// multipart upload is aborted.
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_corrupted_on_every_attempt_end_in_a_dead_letter_and_nothing_corrupt_stays() {
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let moto = env.moto.client();
+    let src = make_bucket(&fs, "bad-src").await;
+    let fs_dst = make_bucket(&fs, "bad-dst").await;
+    let moto_dst = make_bucket(&moto, "bad-dst").await;
+    put(&fs, &src, "always-small", pattern_bytes(4096, 81)).await;
+    put(&fs, &src, "always-multi", pattern_bytes(11 * MIB, 82)).await;
+    let fs_proxy = FaultProxy::start(&env.fs.url()).expect("proxy");
+    let moto_proxy = FaultProxy::start(&env.moto.url()).expect("proxy");
+    fs_proxy.add(Rule::always(Op::PutObject, Fault::FlipRequestBody));
+    moto_proxy.add(Rule::always(Op::UploadPart, Fault::FlipRequestBody).after(1));
+    let opts = AgentOpts {
+        extra_toml: format!(
+            "{}{}",
+            proxied_endpoint("fsx", &fs_proxy, "T_FS"),
+            proxied_endpoint("motox", &moto_proxy, "T_MOTO")
+        ),
+        ..AgentOpts::default()
+    };
+    let agent = env.spawn_agent(&opts).await;
+    env.publish_copy(("fs", &src, "always-small"), ("fsx", &fs_dst, None))
+        .await;
+    env.publish_copy(("fs", &src, "always-multi"), ("motox", &moto_dst, None))
+        .await;
+    let dead = env.dead_letters(2).await;
+    env.wait_jobs_done().await;
+    for d in &dead {
+        let reason = header(d, "S3rf-Reason");
+        assert!(reason.contains("did not match"), "{reason}");
+        assert_eq!(header(d, "S3rf-Deliveries"), "3", "{reason}");
+    }
+    assert!(
+        fs_proxy.injected(Op::PutObject) >= 3,
+        "{}",
+        fs_proxy.injected_summary()
+    );
+    assert!(
+        moto_proxy.injected(Op::UploadPart) >= 3,
+        "{}",
+        moto_proxy.injected_summary()
+    );
+    assert!(
+        !exists(&fs, &fs_dst, "always-small").await,
+        "a corrupt object stayed at the destination; log:\n{}",
+        agent.log()
+    );
+    assert!(!exists(&moto, &moto_dst, "always-multi").await);
+    assert_eq!(open_uploads(&moto, &moto_dst).await, Vec::<String>::new());
+}
+
+/// A copy job whose listing hint says 1 byte cannot make the agent buffer
+/// more than `buffer_memory`: the real size takes its budget before it is
+/// read (issue #19, F2).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lying_listed_size_cannot_bypass_buffer_memory() {
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let src = make_bucket(&fs, "lie-src").await;
+    let dst = make_bucket(&fs, "lie-dst").await;
+    let size = 15 * MIB;
+    put(&fs, &src, "big", pattern_bytes(size, 91)).await;
+    let opts = AgentOpts {
+        multipart_threshold: "16MiB",
+        part_size: "8MiB",
+        buffer_memory: "16MiB",
+        extra_toml: format!(
+            "[endpoints.fs2]\nurl = \"{}\"\npath_style = true\naccess_key_id_env = \"T_FS_KEY\"\nsecret_access_key_env = \"T_FS_SECRET\"\n",
+            env.fs.url()
+        ),
+        ..AgentOpts::default()
+    };
+    let agent = env.spawn_agent(&opts).await;
+    let jobs = 12;
+    for i in 0..jobs {
+        let job = serde_json::json!({
+            "src": {"endpoint": "fs", "bucket": src, "key": "big"},
+            "dst": {"endpoint": "fs2", "bucket": dst, "key": format!("copy-{i}")},
+            "listed_size": 1,
+        });
+        env.publish("s3rf.copy", job.to_string()).await;
+    }
+    env.wait_jobs_done().await;
+    for i in 0..jobs {
+        assert_eq!(get(&fs, &dst, &format!("copy-{i}")).await.len(), size);
+    }
+    // Four copies at once would hold 60 MiB of whole objects; the budget
+    // allows one. The agent's own footprint is about 30 MiB.
+    let peak_mib = agent.peak_rss_kib() / 1024;
+    assert!(
+        peak_mib < 30 + 16 + 12,
+        "peak RSS {peak_mib} MiB with buffer_memory = 16MiB; log:\n{}",
+        agent.log()
+    );
+    assert_eq!(env.dead_letter_count().await, 0);
+}
