@@ -1,6 +1,7 @@
 //! `s3rf-agent run`: the daemon. Connects, sets up streams and consumers, runs
 //! one pull loop per job kind, and shuts down cleanly.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -84,19 +85,13 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
                 tracing::error!(error = %e, "loading filters failed; running without filters");
                 Default::default()
             });
-    let client = js_setup::connect(&config.nats, "s3rf-agent").await?;
-    let js = async_nats::jetstream::new(client.clone());
-    js_setup::ensure_streams(&js, &names, &config.nats).await?;
-    let mut consumers = Vec::new();
-    for kind in JobKind::ALL {
-        consumers.push((
-            kind,
-            js_setup::ensure_consumer(&js, &names, kind, &config.nats).await?,
-        ));
-    }
-    let ledger = Ledger::open(&js, &names, config.nats.replicas).await?;
-    let sequencers =
-        Sequencers::open(&js, &names, config.nats.replicas, config.sync.sequencer_ttl).await?;
+    let SetUp {
+        client,
+        js,
+        consumers,
+        ledger,
+        sequencers,
+    } = set_up_retrying(&config, &names, &shutdown.stop).await?;
     let shared = Arc::new(Shared {
         js: js.clone(),
         names: names.clone(),
@@ -196,6 +191,88 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     Ok(())
 }
 
+/// What the agent needs from NATS before it takes jobs.
+struct SetUp {
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    consumers: Vec<(JobKind, async_nats::jetstream::consumer::PullConsumer)>,
+    ledger: Ledger,
+    sequencers: Sequencers,
+}
+
+/// Connects and creates (or updates) every stream, consumer and KV bucket.
+async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
+    let client = js_setup::connect(&config.nats, "s3rf-agent").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    js_setup::ensure_streams(&js, names, &config.nats).await?;
+    let mut consumers = Vec::new();
+    for kind in JobKind::ALL {
+        consumers.push((
+            kind,
+            js_setup::ensure_consumer(&js, names, kind, &config.nats).await?,
+        ));
+    }
+    let ledger = Ledger::open(&js, names, config.nats.replicas).await?;
+    let sequencers =
+        Sequencers::open(&js, names, config.nats.replicas, config.sync.sequencer_ttl).await?;
+    Ok(SetUp {
+        client,
+        js,
+        consumers,
+        ledger,
+        sequencers,
+    })
+}
+
+/// Longest wait between two set-up attempts.
+const SET_UP_MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// The wait before set-up attempt `attempt + 1`: doubling from 250 ms up to
+/// [`SET_UP_MAX_DELAY`], with up to half of it added at random so that
+/// agents started together do not retry together.
+fn set_up_delay(attempt: u32, jitter: f64) -> Duration {
+    let base = Duration::from_millis(250)
+        .saturating_mul(1 << attempt.min(10))
+        .min(SET_UP_MAX_DELAY);
+    base.mul_f64(1.0 + jitter.clamp(0.0, 1.0) / 2.0)
+}
+
+/// [`set_up`] until it succeeds: a NATS that is not up yet, or a cluster
+/// whose servers time out when several agents create the same replicated
+/// stream at once (nats-server #3677), is waited for; each retry is logged
+/// once with its reason. Settings the server ignores, or unreadable
+/// credentials, stop the agent at once. A stop signal ends the wait.
+async fn set_up_retrying(
+    config: &Config,
+    names: &Names,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<SetUp, QueueError> {
+    let mut attempt = 0u32;
+    loop {
+        let e = match set_up(config, names).await {
+            Ok(done) => return Ok(done),
+            Err(e) if !e.is_transient() => return Err(e),
+            Err(e) => e,
+        };
+        let jitter = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as f64
+            / u64::MAX as f64;
+        let delay = set_up_delay(attempt, jitter);
+        attempt += 1;
+        tracing::warn!(
+            attempt,
+            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error = %e,
+            "JetStream set-up failed; retrying"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return Err(e),
+        }
+    }
+}
+
 /// Folds ledger events into the tallies of unfinished migrations, and says so
 /// when one completes. Every agent does this; compare-and-swap keeps it exact.
 async fn tally_loop(ledger: Ledger, every: Duration, stop: tokio_util::sync::CancellationToken) {
@@ -257,5 +334,26 @@ pub fn notify_ready(stop: tokio_util::sync::CancellationToken) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_up_retries_back_off_with_jitter_up_to_a_cap() {
+        #[rustfmt::skip]
+        let table = [
+            (0, 0.0, 250), (0, 1.0, 375), (1, 0.0, 500), (3, 0.5, 2500),
+            (7, 0.0, 30_000), (40, 1.0, 45_000),
+        ];
+        for (attempt, jitter, want_ms) in table {
+            assert_eq!(
+                set_up_delay(attempt, jitter),
+                Duration::from_millis(want_ms),
+                "attempt {attempt} jitter {jitter}"
+            );
+        }
     }
 }

@@ -56,6 +56,17 @@ pub enum QueueError {
     Publish { subject: String, detail: String },
 }
 
+impl QueueError {
+    /// Whether waiting can help: a server not up yet, or a request that
+    /// timed out. Unreadable credentials and servers too old cannot.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Connect { .. } | QueueError::Setup { .. } | QueueError::Publish { .. }
+        )
+    }
+}
+
 /// Connects to NATS with the configured authentication and TLS.
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, QueueError> {
     let mut opts = async_nats::ConnectOptions::new()
@@ -114,7 +125,11 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client,
             .add_client_certificate(cert.clone(), key.clone())
             .require_tls(true);
     }
-    opts.connect(cfg.url.as_str())
+    let servers = crate::config::nats_servers(&cfg.url).map_err(|detail| QueueError::Connect {
+        url: cfg.url.clone(),
+        detail,
+    })?;
+    opts.connect(servers.as_slice())
         .await
         .map_err(|e| QueueError::Connect {
             url: cfg.url.clone(),

@@ -60,6 +60,8 @@ pub struct AgentOpts {
     pub env: Vec<(String, String)>,
     /// Embedded mode: no `[nats] url`, this store directory.
     pub embedded_store: Option<PathBuf>,
+    /// `[nats] url` instead of the test's nats-server.
+    pub nats_url: Option<String>,
 }
 
 impl Default for AgentOpts {
@@ -80,6 +82,7 @@ impl Default for AgentOpts {
             extra_toml: String::new(),
             env: Vec::new(),
             embedded_store: None,
+            nats_url: None,
         }
     }
 }
@@ -172,9 +175,10 @@ tally_interval_ms = 200
 
 {extra}
 "#,
-            nats = match &o.embedded_store {
-                Some(dir) => format!("store_dir = \"{}\"", dir.display()),
-                None => format!("url = \"{}\"", self.nats.url()),
+            nats = match (&o.embedded_store, &o.nats_url) {
+                (Some(dir), _) => format!("store_dir = \"{}\"", dir.display()),
+                (None, Some(url)) => format!("url = \"{url}\""),
+                (None, None) => format!("url = \"{}\"", self.nats.url()),
             },
             ack_wait = o.ack_wait_secs,
             max_deliver = o.max_deliver,
@@ -227,6 +231,13 @@ tally_interval_ms = 200
 
     /// Starts an agent and waits until its consumers exist.
     pub async fn spawn_agent(&self, o: &AgentOpts) -> Agent {
+        let agent = self.start_agent(o);
+        agent.wait_ready(Duration::from_secs(30)).await;
+        agent
+    }
+
+    /// Starts an agent without waiting for it.
+    pub fn start_agent(&self, o: &AgentOpts) -> Agent {
         let config = self.write_config(o);
         let log_path = self.dir.path().join(format!(
             "agent-{}.log",
@@ -241,21 +252,9 @@ tally_interval_ms = 200
                 .stderr(log),
         )
         .expect("spawn s3rf-agent");
-        let agent = Agent {
+        Agent {
             child: Some(child),
             log_path,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if agent.log().contains("agent ready") {
-                return agent;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent not ready in 30s; log:\n{}",
-                agent.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -340,6 +339,19 @@ pub fn header<'a>(m: &'a async_nats::jetstream::message::StreamMessage, name: &s
 }
 
 impl Agent {
+    /// Waits until the agent logged that it is ready (its consumers exist).
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains("agent ready") {
+            assert!(
+                Instant::now() < deadline,
+                "agent not ready in {timeout:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

@@ -428,3 +428,45 @@ async fn sd_notify_metrics_and_health() {
     let status = agent.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0));
 }
+
+/// `[nats] url` may list several servers, a cluster's seeds: the agent
+/// connects through one that answers (issue #19, F1; before, the whole list
+/// was parsed as one address and refused). An agent whose only server is
+/// down waits for it, logging each retry, and takes jobs once it is back
+/// (F3; before, the first set-up error ended the agent).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_list_connects_and_an_agent_waits_for_nats_to_come_up() {
+    let mut env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let b = make_bucket(&moto, "seeds").await;
+    put(&moto, &b, "k", b"seeded".to_vec()).await;
+    let list = AgentOpts {
+        nats_url: Some(format!(
+            "nats://127.0.0.1:{}, {}",
+            env.down_port,
+            env.nats.url()
+        )),
+        ..AgentOpts::default()
+    };
+    let agent = env.spawn_agent(&list).await;
+    env.publish_copy(("moto", &b, "k"), ("moto2", &b, Some("via-list")))
+        .await;
+    env.wait_jobs_done().await;
+    assert_eq!(get(&moto, &b, "via-list").await, b"seeded");
+    drop(agent);
+
+    env.nats.stop();
+    let waiting = env.start_agent(&AgentOpts::default());
+    waiting
+        .wait_message("JetStream set-up failed; retrying", "NATS unreachable", 2)
+        .await;
+    assert!(!waiting.log().contains("agent ready"));
+    env.nats.restart().expect("restart nats-server");
+    waiting.wait_ready(Duration::from_secs(60)).await;
+    let client = env.nats.connect().await.expect("connect");
+    env.js = async_nats::jetstream::new(client);
+    env.publish_copy(("moto", &b, "k"), ("moto2", &b, Some("after-wait")))
+        .await;
+    env.wait_jobs_done().await;
+    assert_eq!(get(&moto, &b, "after-wait").await, b"seeded");
+}
