@@ -294,6 +294,12 @@ impl Job {
                 }
                 crate::migration::select_buckets(&[], Some(&[]), &w.exclude_buckets, &w.bucket_map)
                     .map_err(|e| check.invalid("exclude_buckets", e.to_string()))?;
+                // Every mapping is checked here, before the spec is stored:
+                // a spec refused later would stay "starting" for ever.
+                for (src, dst) in &w.bucket_map {
+                    check.bucket(src, "bucket_map")?;
+                    check.bucket(dst, "bucket_map")?;
+                }
                 if let Some(buckets) = &w.buckets {
                     for b in buckets {
                         check.bucket(b, "buckets")?;
@@ -600,6 +606,17 @@ mod tests {
             JobKind::Migrate,
             r#"{"src":"a","dst":"b","exclude_buckets":["[x"]}"#,
             Err("invalid exclude_buckets"),
+        );
+        // Refused at parse time, before the spec is stored (issue #19, F8).
+        check(
+            JobKind::Migrate,
+            r#"{"src":"a","dst":"b","buckets":["x"],"bucket_map":{"x":"y/z"}}"#,
+            Err("\"y/z\" is not a bucket name"),
+        );
+        check(
+            JobKind::Migrate,
+            r#"{"src":"a","dst":"b","bucket_map":{"x":""}}"#,
+            Err("invalid bucket_map"),
         );
         check(
             JobKind::Bucket,
