@@ -40,8 +40,10 @@ pub struct Args {
     #[arg(long, default_value_t = 120)]
     repeat_under_secs: u64,
     /// Only these tools (comma separated: s3rf, s3rf-2, s3rf-2-shared,
-    /// rclone, aws, s5cmd, s3sync). `s3rf-2-shared`: 2 agents sharing the
-    /// concurrency (half each), as many requests in flight as one agent.
+    /// s3rf-unverified, rclone, aws, s5cmd, s3sync). `s3rf-2-shared`: 2
+    /// agents sharing the concurrency (half each), as many requests in
+    /// flight as one agent. `s3rf-unverified`: 1 agent with `verify = "off"`
+    /// on both endpoints, to show what the integrity checks cost.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the S3 servers keep their data. The default, a tmpfs, keeps a
@@ -67,6 +69,8 @@ enum Tool {
     S3rf {
         agents: usize,
         shared: bool,
+        /// `verify = "off"` on both endpoints: what integrity checks cost.
+        unverified: bool,
     },
     Peer(Peer),
 }
@@ -74,14 +78,19 @@ enum Tool {
 impl Tool {
     fn name(&self) -> String {
         match self {
+            Self::S3rf {
+                unverified: true, ..
+            } => "s3rf, 1 agent, verify = off".into(),
             Self::S3rf { agents: 1, .. } => "s3rf, 1 agent".into(),
             Self::S3rf {
                 agents,
                 shared: false,
+                ..
             } => format!("s3rf, {agents} agents"),
             Self::S3rf {
                 agents,
                 shared: true,
+                ..
             } => format!("s3rf, {agents} agents sharing the concurrency"),
             Self::Peer(p) => p.name().into(),
         }
@@ -89,6 +98,9 @@ impl Tool {
 
     fn key(&self) -> &'static str {
         match self {
+            Self::S3rf {
+                unverified: true, ..
+            } => "s3rf-unverified",
             Self::S3rf { agents: 1, .. } => "s3rf",
             Self::S3rf { shared: false, .. } => "s3rf-2",
             Self::S3rf { shared: true, .. } => "s3rf-2-shared",
@@ -170,14 +182,22 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
         Tool::S3rf {
             agents: 1,
             shared: false,
+            unverified: false,
         },
         Tool::S3rf {
             agents: 2,
             shared: false,
+            unverified: false,
         },
         Tool::S3rf {
             agents: 2,
             shared: true,
+            unverified: false,
+        },
+        Tool::S3rf {
+            agents: 1,
+            shared: false,
+            unverified: true,
         },
     ];
     let mut missing: Vec<(String, String)> = Vec::new();
@@ -338,7 +358,11 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                         tool.name()
                     );
                     let result = match tool {
-                        Tool::S3rf { agents, shared } => {
+                        Tool::S3rf {
+                            agents,
+                            shared,
+                            unverified,
+                        } => {
                             let tuning = Tuning {
                                 concurrency: if *shared {
                                     (tuning.concurrency / agents).max(1)
@@ -347,7 +371,8 @@ pub async fn run(args: Args, agent_bin: &Path) -> Result<()> {
                                 },
                                 ..tuning
                             };
-                            crate::s3rf::run(agent_bin, *agents, &route, &tuning).await
+                            crate::s3rf::run(agent_bin, *agents, &route, &tuning, !*unverified)
+                                .await
                         }
                         Tool::Peer(p) => p.run(&route, &tuning).await,
                     };

@@ -11,8 +11,15 @@ use s3rf_testkit::NatsServer;
 use crate::peers::{Route, Tuning};
 use crate::usage::{Usage, proc_cpu, proc_kib, spawn_logged, tail, terminate, wait4};
 
-/// Runs one migration of `route` with `agents` agents.
-pub async fn run(agent_bin: &Path, agents: usize, route: &Route<'_>, t: &Tuning) -> Result<Usage> {
+/// Runs one migration of `route` with `agents` agents; `verify` false sets
+/// `verify = "off"` on both endpoints.
+pub async fn run(
+    agent_bin: &Path,
+    agents: usize,
+    route: &Route<'_>,
+    t: &Tuning,
+    verify: bool,
+) -> Result<Usage> {
     let mut nats = NatsServer::start()?;
     let nats_pid = nats.pid().context("nats-server has no pid")?;
     let config = route.work.join(format!("{}.toml", route.label));
@@ -27,11 +34,13 @@ url = "{src}"
 path_style = true
 access_key_id_env = "SRC_KEY"
 secret_access_key_env = "SRC_SECRET"
+verify = "{verify}"
 [endpoints.dst]
 url = "{dst}"
 path_style = true
 access_key_id_env = "DST_KEY"
 secret_access_key_env = "DST_SECRET"
+verify = "{verify}"
 [copy]
 concurrency = {c}
 part_concurrency = {pc}
@@ -43,6 +52,7 @@ level = "{level}"
 "#,
             level = std::env::var("S3RF_BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
             nats = nats.url(),
+            verify = if verify { "auto" } else { "off" },
             src = route.src.url(),
             dst = route.dst.url(),
             c = t.concurrency,

@@ -198,8 +198,9 @@ macro_rules! source_from {
 /// What `get_source` read of an object it copies with one PUT.
 enum Prefetched {
     /// The whole object, checked against the source's MD5 where it has one,
-    /// with its MD5 and the buffer budget it holds.
-    Whole(Bytes, Md5, OwnedSemaphorePermit),
+    /// with its MD5 (unless neither end checks) and the buffer budget it
+    /// holds.
+    Whole(Bytes, Option<Md5>, OwnedSemaphorePermit),
     /// The open body of a larger object, which the PUT reads through a
     /// window of `window` bytes (`copy.read_ahead`) whose budget it holds.
     Open {
@@ -640,33 +641,46 @@ impl Executor {
             permit
         };
         let buf = read_body(&mut out.body, expected, &t).await?;
-        let digest = self.verify_read(store, &src, &buf, &t).await?;
+        let digest = self
+            .verify_read(store, &src, &buf, &t, self.verifies(&job.dst))
+            .await?;
         Ok((src, Some(Prefetched::Whole(buf, digest, permit))))
     }
 
+    /// Whether writes to `dst` are checked (`verify = "auto"`).
+    fn verifies(&self, dst: &ObjectRef) -> bool {
+        self.store(dst)
+            .is_ok_and(|s| s.config.verify == Verify::Auto)
+    }
+
     /// Checks bytes read whole against the source's MD5 (when its ETag
-    /// states one) and returns their MD5.
+    /// states one) and returns their MD5, when either that check or the
+    /// destination (`write_checked`) needs it.
     async fn verify_read(
         &self,
         store: &Store,
         src: &Source,
         bytes: &Bytes,
         t: &Target,
-    ) -> Result<Md5, ExecError> {
+        write_checked: bool,
+    ) -> Result<Option<Md5>, ExecError> {
+        let Some(want) = src.md5 else {
+            self.note_unverified_read(store, src);
+            return Ok(match write_checked {
+                true => Some(integrity::md5_of(bytes).await),
+                false => None,
+            });
+        };
         let digest = integrity::md5_of(bytes).await;
-        match src.md5 {
-            Some(want) if want != digest => Err(ExecError::Corrupt {
+        if want != digest {
+            return Err(ExecError::Corrupt {
                 stage: "read from the source",
                 target: t.clone(),
                 expected: integrity::hex(&want),
                 got: integrity::hex(&digest),
-            }),
-            Some(_) => Ok(digest),
-            None => {
-                self.note_unverified_read(store, src);
-                Ok(digest)
-            }
+            });
         }
+        Ok(Some(digest))
     }
 
     /// Says once per endpoint that some reads from it cannot be checked.
@@ -975,7 +989,7 @@ impl Executor {
                     self.note_unverified_read(self.store(&job.src)?, src);
                 }
                 let (body, reader) =
-                    read_ahead::pipe(body, size, window, target(&job.src), src.md5);
+                    read_ahead::pipe(body, size, window, target(&job.src), src.md5, verify);
                 // The source's own MD5 is known before the first byte: the
                 // destination checks the body against it (as rclone does).
                 let req = self
@@ -998,7 +1012,9 @@ impl Executor {
                 let (digest, out) = match (read, put) {
                     (Ok(digest), Ok(out)) => (digest, out),
                     (Ok(digest), Err(e)) => {
-                        return Err(self.after_failed_write(store, &job.dst, &digest, e).await);
+                        return Err(self
+                            .after_failed_write(store, &job.dst, digest.as_ref(), e)
+                            .await);
                     }
                     // The PUT stopped reading: its own error says why.
                     (
@@ -1030,8 +1046,10 @@ impl Executor {
                     out.server_side_encryption(),
                     out.sse_customer_algorithm().is_some(),
                 );
-                self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
-                    .await?;
+                if let Some(digest) = digest {
+                    self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
+                        .await?;
+                }
                 self.verify_tags(&job.dst, &tags).await;
                 return Ok(());
             }
@@ -1039,14 +1057,24 @@ impl Executor {
                 let permit = self.buffer_permit(src.facts.size).await?;
                 let bytes = self.get_bytes(job, src, None).await?;
                 let digest = self
-                    .verify_read(self.store(&job.src)?, src, &bytes, &target(&job.src))
+                    .verify_read(
+                        self.store(&job.src)?,
+                        src,
+                        &bytes,
+                        &target(&job.src),
+                        verify,
+                    )
                     .await?;
                 (bytes, digest, permit)
             }
         };
         let req = self
             .put_request(store, job, src, plan, &tags)
-            .set_content_md5(verify.then(|| integrity::content_md5(&digest)))
+            .set_content_md5(
+                digest
+                    .filter(|_| verify)
+                    .map(|d| integrity::content_md5(&d)),
+            )
             .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
             .body(ByteStream::from(bytes));
         // SHA-256 of the body was a fifth of the CPU of a streamed copy;
@@ -1060,7 +1088,11 @@ impl Executor {
         .map_err(|e| classify("PutObject", &target(&job.dst), e));
         let out = match sent {
             Ok(out) => out,
-            Err(e) => return Err(self.after_failed_write(store, &job.dst, &digest, e).await),
+            Err(e) => {
+                return Err(self
+                    .after_failed_write(store, &job.dst, digest.as_ref(), e)
+                    .await);
+            }
         };
         let ctx = written_context(
             store,
@@ -1068,8 +1100,10 @@ impl Executor {
             out.server_side_encryption(),
             out.sse_customer_algorithm().is_some(),
         );
-        self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
-            .await?;
+        if let Some(digest) = digest {
+            self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
+                .await?;
+        }
         self.verify_tags(&job.dst, &tags).await;
         Ok(())
     }
@@ -1111,11 +1145,11 @@ impl Executor {
         &self,
         store: &Store,
         dst: &ObjectRef,
-        sent: &Md5,
+        sent: Option<&Md5>,
         e: ExecError,
     ) -> ExecError {
         if is_digest_error(&e) {
-            self.discard_unverified(store, dst, Some(sent)).await;
+            self.discard_unverified(store, dst, sent).await;
         }
         e
     }
@@ -1296,7 +1330,7 @@ impl Executor {
                 let permit = self.part_permit(&part, turn).await?;
                 let done = self.stream_part(job, src, upload_id, &part, whole).await;
                 drop(permit);
-                done.map(|(p, d)| (p, Some(d)))
+                done
             })
             .buffer_unordered(self.copy.part_concurrency)
             .try_collect()
@@ -1395,11 +1429,14 @@ impl Executor {
         upload_id: &str,
         part: &Part,
         whole: Option<&OrderedMd5>,
-    ) -> Result<(CompletedPart, Md5), ExecError> {
+    ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
         let bytes = self.get_bytes(job, src, Some(part)).await?;
-        let digest = integrity::md5_of(&bytes).await;
         let store = self.store(&job.dst)?;
         let verify = store.config.verify == Verify::Auto;
+        let digest = match verify {
+            true => Some(integrity::md5_of(&bytes).await),
+            false => None,
+        };
         let req = store
             .client
             .upload_part()
@@ -1407,7 +1444,7 @@ impl Executor {
             .key(&job.dst.key)
             .upload_id(upload_id)
             .part_number(part.number)
-            .set_content_md5(verify.then(|| integrity::content_md5(&digest)))
+            .set_content_md5(digest.map(|d| integrity::content_md5(&d)))
             .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
             .body(ByteStream::from(bytes.clone()));
         let upload = async {
@@ -1431,8 +1468,9 @@ impl Executor {
             out.server_side_encryption(),
             out.sse_customer_algorithm().is_some(),
         );
-        if let Written::Mismatch { expected, got } =
-            integrity::check_written(out.e_tag(), &integrity::hex(&digest), ctx)
+        if let Some(digest) = &digest
+            && let Written::Mismatch { expected, got } =
+                integrity::check_written(out.e_tag(), &integrity::hex(digest), ctx)
         {
             return Err(ExecError::Corrupt {
                 stage: "stored at the destination",

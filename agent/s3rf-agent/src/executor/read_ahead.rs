@@ -51,14 +51,19 @@ fn units(len: usize, total: u32) -> u32 {
 /// The PUT body and the reader that feeds it through a window of
 /// `window_bytes`. Run the reader alongside the PUT; its error (a short
 /// read, a broken GET, bytes that are not `expect_md5`) explains a failed
-/// PUT better than the PUT's own. It returns the MD5 of what passed.
+/// PUT better than the PUT's own. It returns the MD5 of what passed when
+/// `hash` or `expect_md5` asks for one.
 pub(super) fn pipe(
     source: ByteStream,
     expected: u64,
     window_bytes: u64,
     target: Target,
     expect_md5: Option<Md5>,
-) -> (ByteStream, impl Future<Output = Result<Md5, ExecError>>) {
+    hash: bool,
+) -> (
+    ByteStream,
+    impl Future<Output = Result<Option<Md5>, ExecError>>,
+) {
     let total = u32::try_from(window_bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
     let credit = Arc::new(Semaphore::new(total as usize));
     // Bytes bound the window; the channel's own bound only has to be above
@@ -85,15 +90,15 @@ pub(super) fn pipe(
     let reader = async move {
         let mut source = source;
         let mut got = 0u64;
-        let mut hasher = md5::Md5::new();
+        let mut hasher = (hash || expect_md5.is_some()).then(md5::Md5::new);
         let mut held = None;
         let result = loop {
             let chunk = match source.try_next().await {
                 Ok(Some(c)) => c,
                 Ok(None) if got == expected => {
-                    let digest: Md5 = hasher.finalize().into();
-                    break match expect_md5 {
-                        Some(want) if want != digest => Err(ExecError::Corrupt {
+                    let digest: Option<Md5> = hasher.take().map(|h| h.finalize().into());
+                    break match (expect_md5, digest) {
+                        (Some(want), Some(digest)) if want != digest => Err(ExecError::Corrupt {
                             stage: "read from the source",
                             target: target.clone(),
                             expected: integrity::hex(&want),
@@ -125,7 +130,9 @@ pub(super) fn pipe(
                     got,
                 });
             }
-            hasher.update(&chunk);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             let n = units(chunk.len(), total);
             // Waits while the window is full; fails once the PUT is gone.
             let Ok(room) = credit.acquire_many(n).await else {
@@ -192,9 +199,16 @@ mod tests {
     async fn bytes_pass_through_a_window_smaller_than_the_object() {
         let chunk: &'static [u8] = &[7u8; 3000];
         let want = integrity::md5(&[7u8; 15_000]);
-        let (body, reader) = pipe(source(&[chunk; 5]), 15_000, 2048, target(), Some(want));
+        let (body, reader) = pipe(
+            source(&[chunk; 5]),
+            15_000,
+            2048,
+            target(),
+            Some(want),
+            true,
+        );
         let (read, collected) = tokio::join!(reader, body.collect());
-        assert_eq!(read.ok(), Some(want));
+        assert_eq!(read.ok(), Some(Some(want)));
         let bytes = collected.expect("body").into_bytes();
         assert_eq!(bytes.len(), 15_000);
         assert!(bytes.iter().all(|&b| b == 7));
@@ -204,7 +218,7 @@ mod tests {
     async fn bytes_that_are_not_the_sources_md5_fail_the_body() {
         let chunk: &'static [u8] = &[7u8; 3000];
         let want = integrity::md5(&[8u8; 6000]);
-        let (body, reader) = pipe(source(&[chunk; 2]), 6000, 4096, target(), Some(want));
+        let (body, reader) = pipe(source(&[chunk; 2]), 6000, 4096, target(), Some(want), false);
         let (read, collected) = tokio::join!(reader, body.collect());
         assert!(collected.is_err(), "the PUT must not see a complete body");
         let e = read.expect_err("corrupt read");
@@ -213,7 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_source_fails_the_body_and_says_why() {
-        let (body, reader) = pipe(source(&[b"abc"]), 10, 4096, target(), None);
+        let (body, reader) = pipe(source(&[b"abc"]), 10, 4096, target(), None, false);
         let (read, collected) = tokio::join!(reader, body.collect());
         assert!(collected.is_err(), "the PUT must not see a complete body");
         let e = read.expect_err("short read");
@@ -225,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_longer_source_fails_too() {
-        let (body, reader) = pipe(source(&[b"abcdef"]), 4, 4096, target(), None);
+        let (body, reader) = pipe(source(&[b"abcdef"]), 4, 4096, target(), None, false);
         let (read, collected) = tokio::join!(reader, body.collect());
         assert!(collected.is_err());
         assert!(matches!(read, Err(ExecError::ShortRead { got: 6, .. })));
@@ -234,7 +248,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_put_stops_the_reader() {
         let chunk: &'static [u8] = &[1u8; 4096];
-        let (body, reader) = pipe(source(&[chunk; 8]), 8 * 4096, 4096, target(), None);
+        let (body, reader) = pipe(source(&[chunk; 8]), 8 * 4096, 4096, target(), None, false);
         drop(body);
         let read = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await;
         assert!(
