@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::config::{NatsAuth, NatsConfig};
 use crate::names::{
     HDR_DELIVERIES, HDR_FAILED_AT, HDR_JOB_KIND, HDR_ORIGINAL_MSG_ID, HDR_ORIGINAL_SUBJECT,
-    HDR_REASON, HDR_STREAM_SEQ, JobKind, Names,
+    HDR_PAYLOAD_BYTES, HDR_PAYLOAD_SHA256, HDR_REASON, HDR_STREAM_SEQ, JobKind, Names,
 };
 
 /// Longest reason kept in a dead-letter header.
@@ -250,15 +250,61 @@ pub struct DeadLetter<'a> {
     pub reason: &'a str,
 }
 
-/// Publishes a dead letter and waits for JetStream to store it.
+/// Publishes a dead letter and waits for JetStream to store it. A job too
+/// large to fit the server's `max_payload` once the dead-letter headers are
+/// added is dead-lettered with its first bytes, its length and its SHA-256
+/// (headers `S3rf-Payload-Bytes`, `S3rf-Payload-Sha256`) and without its
+/// own headers, so that every job reaches the dead-letter stream.
 pub async fn publish_dead_letter(
     js: &jetstream::Context,
     names: &Names,
     dl: DeadLetter<'_>,
 ) -> Result<(), QueueError> {
     let subject = names.dead_subject(dl.kind);
+    let headers = dead_letter_headers(names, &dl, true, None);
+    match publish_stored(js, &subject, headers, dl.payload.to_vec()).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() != jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+            return Err(publish_failed(&subject, &e));
+        }
+        Err(_) => {}
+    }
+    let max_payload = js.client().server_info().max_payload;
+    let probe = dead_letter_headers(names, &dl, false, Some(0));
+    let keep = max_payload
+        .saturating_sub(header_bytes(&probe) + 1024)
+        .min(dl.payload.len());
+    let headers = dead_letter_headers(names, &dl, false, Some(keep));
+    publish_stored(js, &subject, headers, dl.payload[..keep].to_vec())
+        .await
+        .map_err(|e| publish_failed(&subject, &e))?;
+    Ok(())
+}
+
+/// Bytes `headers` take on the wire (`NATS/1.0`, `name: value` lines).
+fn header_bytes(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(k, vs)| {
+            let name: &str = k.as_ref();
+            vs.iter()
+                .map(|v| name.len() + v.as_str().len() + 4)
+                .sum::<usize>()
+        })
+        .sum();
+    lines + "NATS/1.0\r\n\r\n".len()
+}
+
+/// The headers of a dead letter: the job's own (`copy_original`), then
+/// s3rf's. `truncated_to`: the payload keeps only this many bytes.
+fn dead_letter_headers(
+    names: &Names,
+    dl: &DeadLetter<'_>,
+    copy_original: bool,
+    truncated_to: Option<usize>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Some(orig) = dl.headers {
+    if let Some(orig) = dl.headers.filter(|_| copy_original) {
         for (k, values) in orig.iter() {
             let name: &str = k.as_ref();
             if name.eq_ignore_ascii_case("Nats-Msg-Id") {
@@ -276,7 +322,27 @@ pub async fn publish_dead_letter(
     headers.insert(HDR_JOB_KIND, dl.kind.token());
     headers.insert(HDR_DELIVERIES, dl.deliveries.to_string().as_str());
     headers.insert(HDR_STREAM_SEQ, dl.stream_seq.to_string().as_str());
-    headers.insert(HDR_REASON, header_safe(dl.reason).as_str());
+    match truncated_to {
+        None => headers.insert(HDR_REASON, header_safe(dl.reason).as_str()),
+        Some(keep) => {
+            use sha2::Digest as _;
+            let sha: String = sha2::Sha256::digest(dl.payload)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            headers.insert(HDR_PAYLOAD_BYTES, dl.payload.len().to_string().as_str());
+            headers.insert(HDR_PAYLOAD_SHA256, sha.as_str());
+            let note = format!(
+                " (the job's {} bytes and its headers do not fit a dead letter: its first {keep} bytes are kept, S3rf-Payload-Sha256 is the whole payload's)",
+                dl.payload.len()
+            );
+            let reason: String = header_safe(dl.reason)
+                .chars()
+                .take(MAX_REASON_CHARS - note.len())
+                .collect();
+            headers.insert(HDR_REASON, format!("{reason}{note}").as_str());
+        }
+    }
     headers.insert(
         HDR_FAILED_AT,
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
@@ -286,10 +352,7 @@ pub async fn publish_dead_letter(
     // One dead letter per job, even if two agents race to write it.
     let msg_id = format!("dead-{}-{}", names.jobs_stream(), dl.stream_seq);
     headers.insert("Nats-Msg-Id", HeaderValue::from(msg_id.as_str()));
-    publish_stored(js, &subject, headers, dl.payload.to_vec())
-        .await
-        .map_err(|e| publish_failed(&subject, &e))?;
-    Ok(())
+    headers
 }
 
 /// Publishes and waits until JetStream has stored the message (PubAck).

@@ -17,6 +17,11 @@ pub const HDR_FAILED_AT: &str = "S3rf-Failed-At";
 pub const HDR_JOB_KIND: &str = "S3rf-Job-Kind";
 /// Header: the job's original `Nats-Msg-Id`, if it had one.
 pub const HDR_ORIGINAL_MSG_ID: &str = "S3rf-Original-Msg-Id";
+/// Header: the byte length of a job payload too large to dead-letter whole
+/// (set only then; the dead letter keeps the payload's first bytes).
+pub const HDR_PAYLOAD_BYTES: &str = "S3rf-Payload-Bytes";
+/// Header: SHA-256 (hex) of that whole payload.
+pub const HDR_PAYLOAD_SHA256: &str = "S3rf-Payload-Sha256";
 /// User metadata key recording the source ETag on copies whose ETag differs
 /// from the source's (multipart layouts), so re-runs can recognise them.
 pub const META_SOURCE_ETAG: &str = "s3rf-source-etag";

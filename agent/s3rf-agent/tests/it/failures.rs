@@ -74,6 +74,40 @@ async fn permanent_failures_are_dead_lettered_at_once() {
     );
 }
 
+/// A malformed job just under NATS's 1 MiB `max_payload` no longer fits
+/// once the dead-letter headers are added. It still reaches the dead-letter
+/// stream, with its first bytes, its length and its SHA-256, and leaves the
+/// job stream (issue #19, F4: before, its dead letter failed for ever and
+/// the job stayed in S3RF_JOBS).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_too_large_for_a_whole_dead_letter_is_dead_lettered_truncated() {
+    use sha2::Digest as _;
+    let env = TestEnv::new().await;
+    let agent = env.spawn_agent(&AgentOpts::default()).await;
+    let payload = format!("{{\"src\": \"{}\"}}", "A".repeat(1_048_500));
+    assert!(payload.len() > 1_048_500 && payload.len() < 1_048_576);
+    env.publish("s3rf.copy", payload.clone()).await;
+    let dead = env.dead_letters(1).await;
+    env.wait_jobs_done().await;
+    let d = &dead[0];
+    let reason = header(d, "S3rf-Reason");
+    assert!(reason.contains("malformed copy job"), "{reason}");
+    assert!(reason.contains("do not fit a dead letter"), "{reason}");
+    assert_eq!(header(d, "S3rf-Payload-Bytes"), payload.len().to_string());
+    let sha: String = sha2::Sha256::digest(payload.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header(d, "S3rf-Payload-Sha256"), sha);
+    assert!(
+        d.payload.len() > 1_000_000,
+        "kept {} bytes",
+        d.payload.len()
+    );
+    assert!(payload.as_bytes().starts_with(&d.payload));
+    assert_eq!(env.jobs_in_stream().await, 0, "{}", agent.log());
+}
+
 /// A store that is down is retried with backoff, then dead-lettered with the
 /// last error after max_deliver attempts.
 #[tokio::test(flavor = "multi_thread")]
