@@ -84,9 +84,10 @@ pub struct BatchReport {
 pub(crate) async fn run(
     shared: &Shared,
     batch: &BatchJob,
-    delivered: u64,
+    delivery: crate::worker::Delivery,
     slot: &mut OwnedSemaphorePermit,
 ) -> Result<BatchReport, BatchError> {
+    let delivered = delivery.delivered;
     let s = &batch.scope.0;
     let entity = migration::batch_entity(&s.bucket, batch.objects.iter().map(|o| o.key.as_str()));
     if delivered > 1
@@ -109,6 +110,7 @@ pub(crate) async fn run(
             .await
         {
             Ok(outcome) => {
+                let outcome = outcome.redone(delivered, delivery.published_ms);
                 if let Outcome::Copied { bytes, .. } = outcome {
                     crate::metrics::copied(bytes);
                 }

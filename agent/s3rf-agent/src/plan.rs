@@ -24,6 +24,8 @@ pub struct ObjectFacts {
     pub recorded_source_etag: Option<String>,
     /// Checksums the server reported, by algorithm.
     pub checksums: Checksums,
+    /// When the object was last written (ms since the epoch), where known.
+    pub last_modified_ms: Option<i64>,
 }
 
 /// Full-object or composite checksums as the server reports them (base64).

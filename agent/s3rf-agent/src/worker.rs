@@ -222,9 +222,27 @@ async fn handle(
             time.second()
         )
     };
-    run_job(shared, kind, msg, job, (seq, delivered), &default_id, slot)
+    let published_ms =
+        i64::try_from(published.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MIN);
+    let delivery = Delivery {
+        seq,
+        delivered,
+        published_ms,
+    };
+    run_job(shared, kind, msg, job, delivery, &default_id, slot)
         .instrument(span)
         .await;
+}
+
+/// Which delivery of which job this is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery {
+    /// Sequence in the job stream.
+    pub seq: u64,
+    /// How many times it was delivered, this time included.
+    pub delivered: u64,
+    /// When it was published (ms since the epoch, the NATS server's clock).
+    pub published_ms: i64,
 }
 
 /// A job's failure, whichever layer it came from.
@@ -318,6 +336,7 @@ async fn run_object_job(shared: &Shared, job: &Job) -> Result<Outcome, Failure> 
         return Ok(Outcome::Skipped {
             reason: crate::plan::SkipReason::Stale,
             bytes: 0,
+            dst_modified_ms: None,
         });
     }
     let outcome = shared
@@ -357,7 +376,8 @@ static EMPTY_OBJECT: crate::job::ObjectRef = crate::job::ObjectRef {
 async fn execute(
     shared: &Shared,
     job: &Job,
-    (default_id, delivered): (&str, u64),
+    default_id: &str,
+    delivery: Delivery,
     slot: &mut OwnedSemaphorePermit,
 ) -> Result<Option<Outcome>, Failure> {
     let control = Control {
@@ -376,7 +396,9 @@ async fn execute(
     let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
     match job {
         Job::Copy(_) | Job::Delete(_) => {
-            let outcome = run_object_job(shared, job).await?;
+            let outcome = run_object_job(shared, job)
+                .await?
+                .redone(delivery.delivered, delivery.published_ms);
             // The S3 work is done: trade the pull slot for a settling one,
             // so the next job starts while this one is recorded and acked.
             if let Ok(settling) = shared.settling.clone().acquire_owned().await {
@@ -394,7 +416,7 @@ async fn execute(
         Job::Migrate(m) => cancelled(control.migrate(m, default_id).await),
         Job::Bucket(b) => cancelled(control.bucket(b).await),
         Job::List(l) => cancelled(control.list(l).await),
-        Job::Batch(b) => batch::run(shared, b, delivered, slot)
+        Job::Batch(b) => batch::run(shared, b, delivery, slot)
             .await
             .map(|_| None)
             .map_err(Failure::Batch),
@@ -406,7 +428,7 @@ async fn run_job(
     kind: JobKind,
     msg: jetstream::Message,
     job: Job,
-    (seq, delivered): (u64, u64),
+    delivery: Delivery,
     default_id: &str,
     slot: &mut OwnedSemaphorePermit,
 ) {
@@ -430,7 +452,8 @@ async fn run_job(
         crate::metrics::in_flight(1.0);
     }
     let started = std::time::Instant::now();
-    let result = execute(shared, &job, (default_id, delivered), slot).await;
+    let Delivery { seq, delivered, .. } = delivery;
+    let result = execute(shared, &job, default_id, delivery, slot).await;
     progress.abort();
     if is_copy {
         crate::metrics::in_flight(-1.0);

@@ -72,6 +72,10 @@ pub enum Fault {
     LoseResponse,
     /// Wait this long before forwarding.
     Delay(Duration),
+    /// Forward, let the server act, then wait this long before answering
+    /// (time for a test to kill the client between the effect and its
+    /// acknowledgement).
+    DelayResponse(Duration),
     /// Forward, then send only the first half of the response body while
     /// announcing the whole length.
     TruncateResponse,
@@ -392,6 +396,9 @@ async fn handle(
     let response = forward(forwarded, upstream).await.map_err(|_| Reset)?;
     let (mut parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|_| Reset)?.to_bytes();
+    if let Some(Fault::DelayResponse(d)) = &fault {
+        tokio::time::sleep(*d).await;
+    }
     let out: ProxyBody = match fault {
         Some(Fault::LoseResponse) => return Err(Reset),
         Some(Fault::FlipResponseBody) => boxed(Full::new(flip_middle(body))),

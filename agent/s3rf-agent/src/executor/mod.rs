@@ -57,6 +57,9 @@ pub enum Outcome {
         reason: SkipReason,
         /// Object size.
         bytes: u64,
+        /// When the identical destination object was last written (ms since
+        /// the epoch), if its store said.
+        dst_modified_ms: Option<i64>,
     },
     /// Dry run: the object would be copied.
     WouldCopy {
@@ -81,6 +84,36 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Clock difference allowed between the store that dated an object and
+    /// the NATS server that dated the job.
+    pub const CLOCK_SLACK_MS: i64 = 60_000;
+
+    /// The outcome of a redelivered job (`delivered` > 1, first published
+    /// at `published_ms`): an identical object written after the job was
+    /// published was written by an earlier delivery of it, whose agent died
+    /// or lost its ack before recording it, so it counts as copied, not as
+    /// already there. Other outcomes stay as they are.
+    #[must_use]
+    pub fn redone(self, delivered: u64, published_ms: i64) -> Self {
+        match self {
+            Outcome::Skipped {
+                reason: SkipReason::Identical,
+                bytes,
+                dst_modified_ms: Some(written),
+            } if delivered > 1 && written >= published_ms - Self::CLOCK_SLACK_MS => {
+                info!(
+                    bytes,
+                    "counted as copied: an earlier delivery of this job wrote it"
+                );
+                Outcome::Copied {
+                    method: "earlier_delivery",
+                    bytes,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The migration ledger's outcome of a result and its bytes. A filter's
     /// skip is `Filtered` for a copy; for a mirror delete it means the
     /// object stays (`Kept`).
@@ -168,6 +201,7 @@ macro_rules! source_from {
         Source {
             facts: ObjectFacts {
                 size: u64::try_from(r.content_length().unwrap_or(0)).unwrap_or(0),
+                last_modified_ms: None,
                 etag: r.e_tag().map(strip_quotes),
                 recorded_source_etag: metadata.get(META_SOURCE_ETAG).cloned(),
                 checksums: plan::Checksums {
@@ -405,6 +439,7 @@ impl Executor {
                 return Ok(Outcome::Skipped {
                     reason: SkipReason::SourceGone,
                     bytes: 0,
+                    dst_modified_ms: None,
                 });
             }
             other => other?,
@@ -442,6 +477,7 @@ impl Executor {
                 return Ok(Outcome::Skipped {
                     reason,
                     bytes: src.facts.size,
+                    dst_modified_ms: dst.as_ref().and_then(|d| d.last_modified_ms),
                 });
             }
             Plan::Copy(p) => p,
@@ -737,6 +773,7 @@ impl Executor {
         match head {
             Ok(h) => Ok(Some(ObjectFacts {
                 size: u64::try_from(h.content_length().unwrap_or(0)).unwrap_or(0),
+                last_modified_ms: h.last_modified().and_then(|t| t.to_millis().ok()),
                 etag: h.e_tag().map(strip_quotes),
                 recorded_source_etag: h.metadata().and_then(|m| m.get(META_SOURCE_ETAG)).cloned(),
                 checksums: plan::Checksums {
@@ -1885,6 +1922,41 @@ mod tests {
     use crate::migration::Side;
 
     #[test]
+    fn redone_work_counts_as_copied() {
+        let published = 1_000_000_000;
+        let identical = |written| Outcome::Skipped {
+            reason: SkipReason::Identical,
+            bytes: 9,
+            dst_modified_ms: written,
+        };
+        let copied = Outcome::Copied {
+            method: "earlier_delivery",
+            bytes: 9,
+        };
+        #[rustfmt::skip]
+        let table = [
+            // Written after the job was published, seen on a redelivery.
+            (identical(Some(published + 5_000)), 2, copied.clone()),
+            // Within the clock slack (the store's clock runs behind).
+            (identical(Some(published - 30_000)), 3, copied),
+            // Already there long before the job: skipped.
+            (identical(Some(published - 3_600_000)), 2, identical(Some(published - 3_600_000))),
+            // The first delivery never redoes anything.
+            (identical(Some(published + 5_000)), 1, identical(Some(published + 5_000))),
+            (identical(None), 2, identical(None)),
+            (Outcome::Skipped { reason: SkipReason::Stale, bytes: 0, dst_modified_ms: Some(published) }, 2,
+             Outcome::Skipped { reason: SkipReason::Stale, bytes: 0, dst_modified_ms: Some(published) }),
+        ];
+        for (outcome, delivered, want) in table {
+            assert_eq!(
+                outcome.clone().redone(delivered, published),
+                want,
+                "{outcome:?} {delivered}"
+            );
+        }
+    }
+
+    #[test]
     fn outcomes_map_to_ledger_outcomes() {
         let filtered = Outcome::Filtered {
             filter: "f".to_owned(),
@@ -1894,7 +1966,7 @@ mod tests {
         #[rustfmt::skip]
         let table = [
             (Outcome::Copied { method: "put", bytes: 5 }, Side::Source, (ObjectOutcome::Copied, 5)),
-            (Outcome::Skipped { reason: SkipReason::Stale, bytes: 6 }, Side::Source, (ObjectOutcome::Skipped, 6)),
+            (Outcome::Skipped { reason: SkipReason::Stale, bytes: 6, dst_modified_ms: None }, Side::Source, (ObjectOutcome::Skipped, 6)),
             (Outcome::WouldCopy { bytes: 7 }, Side::Source, (ObjectOutcome::WouldCopy, 7)),
             (filtered.clone(), Side::Source, (ObjectOutcome::Filtered, 9)),
             // A filter holding back a mirror delete keeps the object.

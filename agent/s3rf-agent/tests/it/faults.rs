@@ -94,3 +94,70 @@ async fn a_lost_create_response_leaves_no_upload_open() {
     assert_eq!(open_uploads(&moto, &dst).await, Vec::<String>::new());
     assert_eq!(env.dead_letter_count().await, 0, "{}", agent.log());
 }
+
+/// An agent dies after its PUT took effect but before it heard back, so
+/// the batch is redelivered to another agent, which finds the object
+/// already identical. It was copied by this migration, so the tally says
+/// copied, not skipped, and counts its bytes (issue #19, F7).
+#[tokio::test(flavor = "multi_thread")]
+async fn work_redone_after_an_agent_dies_counts_as_copied() {
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let b = make_bucket(&fs, "redone").await;
+    let sizes = [3000usize, 2000, 1000];
+    for (i, size) in sizes.iter().enumerate() {
+        put(
+            &fs,
+            &b,
+            &format!("k{i}"),
+            pattern_bytes(*size, 110 + i as u64),
+        )
+        .await;
+    }
+    let proxy = FaultProxy::start(&env.fs.url()).expect("proxy");
+    proxy.add(Rule::first(
+        Op::PutObject,
+        Fault::DelayResponse(std::time::Duration::from_secs(60)),
+        1,
+    ));
+    let opts = AgentOpts {
+        ack_wait_secs: 2,
+        extra_toml: proxied_endpoint("fsx", &proxy, "T_FS"),
+        ..AgentOpts::default()
+    };
+    let dst = format!("{b}-copy");
+    let first = env.spawn_agent(&opts).await;
+    env.publish(
+        "s3rf.migrate",
+        serde_json::json!({"id": "redone1", "src": "fs", "dst": "fsx", "buckets": [b],
+            "bucket_map": {&b: &dst}})
+        .to_string(),
+    )
+    .await;
+    // The first PUT has reached the store; its answer is held back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.injected(Op::PutObject) == 0 || !exists(&fs, &dst, "k0").await {
+        assert!(std::time::Instant::now() < deadline, "{}", first.log());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.signal(9);
+    drop(first);
+    let second = env.spawn_agent(&opts).await;
+    let t = wait_complete(&env, "redone1").await;
+    assert_eq!(
+        (t.listed, t.copied, t.skipped, t.dead_lettered),
+        (3, 3, 0, 0),
+        "{t:#?}\n{}",
+        second.log()
+    );
+    assert_eq!(t.copied_bytes, 6000);
+    for (i, size) in sizes.iter().enumerate() {
+        assert!(get(&fs, &dst, &format!("k{i}")).await == pattern_bytes(*size, 110 + i as u64));
+    }
+    assert_eq!(
+        second.count_messages("counted as copied: an earlier delivery of this job wrote it"),
+        1,
+        "{}",
+        second.log()
+    );
+}
