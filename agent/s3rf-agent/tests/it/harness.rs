@@ -62,6 +62,8 @@ pub struct AgentOpts {
     pub embedded_store: Option<PathBuf>,
     /// `[nats] url` instead of the test's nats-server.
     pub nats_url: Option<String>,
+    /// `[nats] replicas`.
+    pub replicas: usize,
 }
 
 impl Default for AgentOpts {
@@ -83,6 +85,7 @@ impl Default for AgentOpts {
             env: Vec::new(),
             embedded_store: None,
             nats_url: None,
+            replicas: 1,
         }
     }
 }
@@ -95,6 +98,9 @@ pub struct TestEnv {
     pub js: jetstream::Context,
     /// A loopback port nothing listens on: the "store that is down".
     pub down_port: u16,
+    /// Replicas of the streams and KV buckets the test opens itself (the
+    /// agents' `[nats] replicas`).
+    pub replicas: usize,
 }
 
 pub struct Agent {
@@ -116,6 +122,7 @@ impl TestEnv {
             fs,
             js,
             down_port: s3rf_testkit::free_port().expect("port"),
+            replicas: 1,
         }
     }
 
@@ -126,6 +133,7 @@ impl TestEnv {
 {nats}
 ack_wait_secs = {ack_wait}
 max_deliver = {max_deliver}
+replicas = {replicas}
 
 # moto and moto2 are two endpoint names for one moto server: copies between
 # them take the cross-endpoint (streamed) path on the most complete S3 here.
@@ -181,6 +189,7 @@ tally_interval_ms = 200
                 (None, None) => format!("url = \"{}\"", self.nats.url()),
             },
             ack_wait = o.ack_wait_secs,
+            replicas = o.replicas,
             max_deliver = o.max_deliver,
             moto = self.moto.url(),
             fs = self.fs.url(),
@@ -499,9 +508,13 @@ pub async fn open_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> 
 // ----- migrations --------------------------------------------------------------
 
 pub async fn ledger(env: &TestEnv) -> s3rf_agent::ledger::Ledger {
-    s3rf_agent::ledger::Ledger::open(&env.js, &s3rf_agent::names::Names::new("s3rf"), 1)
-        .await
-        .expect("ledger")
+    s3rf_agent::ledger::Ledger::open(
+        &env.js,
+        &s3rf_agent::names::Names::new("s3rf"),
+        env.replicas,
+    )
+    .await
+    .expect("ledger")
 }
 
 /// Waits until migration `id` is complete and returns its tally.

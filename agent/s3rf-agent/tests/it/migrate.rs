@@ -11,7 +11,7 @@ use s3rf_testkit::{pattern_bytes, unique_bucket};
 use crate::harness::*;
 
 /// Fills `bucket` with `n` objects of varied sizes and returns their contents.
-async fn fill(
+pub async fn fill(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     n: usize,
