@@ -96,7 +96,7 @@ pub(crate) async fn run(
             .recorded(&s.migration, &entity, migration::BATCH_EVENT)
             .await?
     {
-        return finish_recorded(shared, batch, done).await;
+        return finish_recorded(shared, batch, done, delivery.published_ms).await;
     }
     let mut counts = BatchCounts::default();
     let mut failed: Vec<(usize, ExecError)> = Vec::new();
@@ -110,7 +110,7 @@ pub(crate) async fn run(
             .await
         {
             Ok(outcome) => {
-                let outcome = outcome.redone(delivered, delivery.published_ms);
+                let outcome = outcome.redone(delivered, delivery.published_ms, None);
                 if let Outcome::Copied { bytes, .. } = outcome {
                     crate::metrics::copied(bytes);
                 }
@@ -152,7 +152,9 @@ pub(crate) async fn run(
         .record(&s.migration, &entity, &event, 0)
         .await?
     {
-        crate::ledger::Recorded::New => finish_recorded(shared, batch, event).await,
+        crate::ledger::Recorded::New => {
+            finish_recorded(shared, batch, event, delivery.published_ms).await
+        }
         crate::ledger::Recorded::Already => {
             // Another delivery recorded first: its hand-offs are the ones.
             match shared
@@ -160,7 +162,7 @@ pub(crate) async fn run(
                 .recorded(&s.migration, &entity, migration::BATCH_EVENT)
                 .await?
             {
-                Some(done) => finish_recorded(shared, batch, done).await,
+                Some(done) => finish_recorded(shared, batch, done, delivery.published_ms).await,
                 None => Err(BatchError::Queue(QueueError::Setup {
                     what: "ledger event",
                     name: entity,
@@ -171,11 +173,13 @@ pub(crate) async fn run(
     }
 }
 
-/// Publishes the hand-offs of a recorded batch event.
+/// Publishes the hand-offs of a recorded batch event; `published_ms`, when
+/// the batch was published, is when its attempts may have begun writing.
 async fn finish_recorded(
     shared: &Shared,
     batch: &BatchJob,
     event: LedgerEvent,
+    published_ms: i64,
 ) -> Result<BatchReport, BatchError> {
     let LedgerEvent::Batch { counts, handed_off } = event else {
         return Ok(BatchReport::default());
@@ -192,7 +196,10 @@ async fn finish_recorded(
         .iter()
         .filter(|o| handed_off.contains(&o.key))
         .map(|o| {
-            let copy = listed_copy(&scope, &o.key, o.size, o.etag.as_deref());
+            let copy = s3rf_wire::CopyJob {
+                attempted_since_ms: Some(published_ms),
+                ..listed_copy(&scope, &o.key, o.size, o.etag.as_deref())
+            };
             Outgoing {
                 subject: shared.names.job_subject(JobKind::Copy),
                 msg_id: migration::copy_msg_id(&s.migration, &s.bucket, &o.key, o.etag.as_deref()),

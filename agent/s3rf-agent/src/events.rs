@@ -269,6 +269,7 @@ pub fn map_event(ev: &ObjectEvent, route: &QueueConfig, fallback: &str) -> (Mapp
             listed_size: ev.size,
             listed_etag: None,
             dst_bucket_new: false,
+            attempted_since_ms: None,
         }),
         EventKind::Removed if route.propagate_deletes => Mapped::Delete(s3rf_wire::DeleteJob {
             dst: s3rf_wire::DestinationObject {

@@ -86,6 +86,9 @@ pub struct CopyJob {
     /// Nothing can be at the destination yet (a bucket the migration created,
     /// first delivery): skip the destination HEAD.
     pub skip_destination_head: bool,
+    /// An earlier attempt (a batch that handed this object off) may have
+    /// written the destination since then (ms since the epoch).
+    pub attempted_since_ms: Option<i64>,
 }
 
 /// A validated delete job.
@@ -180,6 +183,7 @@ impl BatchJob {
             listed_size: Some(obj.size),
             listed_etag: obj.etag.clone(),
             skip_destination_head: s.dst_bucket_new && first_delivery,
+            attempted_since_ms: None,
         }
     }
 }
@@ -210,6 +214,7 @@ pub fn listed_copy(
         listed_size: Some(size),
         listed_etag: etag.map(str::to_owned),
         dst_bucket_new: scope.dst_bucket_new,
+        attempted_since_ms: None,
     }
 }
 
@@ -261,6 +266,7 @@ impl Job {
                     listed_etag: check.optional("listed_etag", w.listed_etag)?,
                     // The worker clears it on redeliveries.
                     skip_destination_head: w.dst_bucket_new,
+                    attempted_since_ms: w.attempted_since_ms,
                 };
                 Ok(Job::Copy(job))
             }

@@ -237,6 +237,7 @@ impl Operator {
             dry_run: false,
             sequencer: None,
             skip_if_source_missing: false,
+            attempted_since_ms: None,
             listed_size: None,
             listed_etag: None,
             dst_bucket_new: false,

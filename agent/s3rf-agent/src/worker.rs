@@ -396,9 +396,15 @@ async fn execute(
     let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
     match job {
         Job::Copy(_) | Job::Delete(_) => {
-            let outcome = run_object_job(shared, job)
-                .await?
-                .redone(delivery.delivered, delivery.published_ms);
+            let since = match job {
+                Job::Copy(c) => c.attempted_since_ms,
+                _ => None,
+            };
+            let outcome = run_object_job(shared, job).await?.redone(
+                delivery.delivered,
+                delivery.published_ms,
+                since,
+            );
             // The S3 work is done: trade the pull slot for a settling one,
             // so the next job starts while this one is recorded and acked.
             if let Ok(settling) = shared.settling.clone().acquire_owned().await {

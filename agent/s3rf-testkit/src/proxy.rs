@@ -143,8 +143,68 @@ impl Rule {
 #[derive(Debug, Default)]
 struct State {
     rules: Vec<(Rule, u32)>,
+    chaos: Option<Chaos>,
     seen: BTreeMap<Op, u64>,
     injected: BTreeMap<Op, u64>,
+    /// Faults injected, by kind (`Fault`'s variant name).
+    kinds: BTreeMap<&'static str, u64>,
+}
+
+/// Random faults on any request no rule claimed: `per_mille` of them, the
+/// kind drawn from what makes sense for the operation, from a seeded RNG
+/// (the same seed gives the same sequence of decisions).
+#[derive(Debug)]
+struct Chaos {
+    per_mille: u32,
+    rng: fastrand::Rng,
+}
+
+impl Chaos {
+    /// A fault for a request of `op`, if this one draws one. Bits are
+    /// flipped only in object bodies: a flipped listing would name another
+    /// key, which no client can tell from the truth without TLS.
+    fn draw(&mut self, op: Op) -> Option<Fault> {
+        if self.rng.u32(0..1000) >= self.per_mille {
+            return None;
+        }
+        let mut menu = vec![
+            Fault::Error {
+                status: 503,
+                code: "SlowDown",
+            },
+            Fault::Error {
+                status: 500,
+                code: "InternalError",
+            },
+            Fault::ResetBeforeRequest,
+            Fault::LoseResponse,
+            Fault::Delay(Duration::from_millis(
+                500 + u64::from(self.rng.u32(0..1500)),
+            )),
+        ];
+        match op {
+            Op::GetObject => menu.extend([Fault::FlipResponseBody, Fault::TruncateResponse]),
+            Op::PutObject | Op::UploadPart => menu.push(Fault::FlipRequestBody),
+            _ => {}
+        }
+        Some(menu[self.rng.usize(0..menu.len())].clone())
+    }
+}
+
+impl Fault {
+    fn kind(&self) -> &'static str {
+        match self {
+            Fault::FlipRequestBody => "flip_request",
+            Fault::FlipResponseBody => "flip_response",
+            Fault::Error { status: 503, .. } => "503",
+            Fault::Error { .. } => "500",
+            Fault::ResetBeforeRequest => "reset",
+            Fault::LoseResponse => "lost_response",
+            Fault::Delay(_) => "delay",
+            Fault::DelayResponse(_) => "delayed_response",
+            Fault::TruncateResponse => "truncated",
+        }
+    }
 }
 
 /// A running proxy; stops when dropped.
@@ -209,9 +269,28 @@ impl FaultProxy {
         self.state.lock().unwrap().rules.push((rule, 0));
     }
 
-    /// Removes every rule: from now on requests pass untouched.
+    /// Removes every rule and the chaos: from now on requests pass
+    /// untouched.
     pub fn clear(&self) {
-        self.state.lock().unwrap().rules.clear();
+        let mut s = self.state.lock().unwrap();
+        s.rules.clear();
+        s.chaos = None;
+    }
+
+    /// Injects a random fault into `per_mille` of the requests no rule
+    /// claims, deterministically from `seed`: S3 errors (503 SlowDown,
+    /// 500), resets, lost responses, delays, truncated GET bodies and
+    /// flipped bits in object bodies.
+    pub fn chaos(&self, per_mille: u32, seed: u64) {
+        self.state.lock().unwrap().chaos = Some(Chaos {
+            per_mille,
+            rng: fastrand::Rng::with_seed(seed),
+        });
+    }
+
+    /// Every fault injected so far.
+    pub fn injected_total(&self) -> u64 {
+        self.state.lock().unwrap().injected.values().sum()
     }
 
     /// How many requests of `op` passed through (faulted or not).
@@ -236,14 +315,36 @@ impl FaultProxy {
             .unwrap_or(0)
     }
 
-    /// Faults injected, per operation, for a test's summary line.
+    /// Faults injected, per operation and per kind, for a test's summary
+    /// line.
     pub fn injected_summary(&self) -> String {
         let s = self.state.lock().unwrap();
-        s.injected
+        let ops = s
+            .injected
             .iter()
             .map(|(op, n)| format!("{op:?}={n}"))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" ");
+        let kinds = s
+            .kinds
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!("{ops} | {kinds}")
+    }
+
+    /// How many faults of a kind were injected (`flip_request`,
+    /// `flip_response`, `503`, `500`, `reset`, `lost_response`, `delay`,
+    /// `delayed_response`, `truncated`).
+    pub fn injected_kind(&self, kind: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .kinds
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -335,8 +436,14 @@ fn pick(state: &Mutex<State>, op: Op, ranged: bool, path: &str) -> Option<Fault>
         fault = Some(rule.fault.clone());
         break;
     }
-    if fault.is_some() {
+    if fault.is_none()
+        && let Some(chaos) = s.chaos.as_mut()
+    {
+        fault = chaos.draw(op);
+    }
+    if let Some(f) = &fault {
         *s.injected.entry(op).or_default() += 1;
+        *s.kinds.entry(f.kind()).or_default() += 1;
     }
     fault
 }
@@ -495,6 +602,25 @@ mod tests {
         let s = state.lock().unwrap();
         assert_eq!(s.seen.get(&Op::PutObject), Some(&5));
         assert_eq!(s.injected.get(&Op::PutObject), Some(&2));
+    }
+
+    #[test]
+    fn chaos_is_deterministic_and_near_its_rate() {
+        let run = |seed| {
+            let state = Mutex::new(State::default());
+            state.lock().unwrap().chaos = Some(Chaos {
+                per_mille: 150,
+                rng: fastrand::Rng::with_seed(seed),
+            });
+            (0..2000)
+                .map(|_| pick(&state, Op::GetObject, false, "/b/k").map(|f| f.kind()))
+                .collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7));
+        let faults = a.iter().flatten().count();
+        assert!((200..400).contains(&faults), "{faults} faults in 2000");
+        assert!(a.iter().flatten().any(|k| *k == "flip_response"));
     }
 
     #[test]

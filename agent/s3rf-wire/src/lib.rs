@@ -87,6 +87,12 @@ pub struct CopyJob {
     /// Redeliveries compare as usual.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dst_bucket_new: bool,
+    /// Set by a batch that hands an object off after failing it: its own
+    /// attempt may have written the object from this time on (ms since the
+    /// epoch). An identical destination object written since then was
+    /// copied by that attempt and counts as copied. Accounting only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempted_since_ms: Option<i64>,
 }
 
 /// Subject `<prefix>.delete`: delete one object at the destination.
@@ -283,6 +289,7 @@ mod tests {
             listed_size: None,
             listed_etag: None,
             dst_bucket_new: false,
+            attempted_since_ms: None,
         };
         let mut hinted = base.clone();
         hinted.listed_size = Some(4096);

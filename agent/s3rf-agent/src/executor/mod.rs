@@ -88,19 +88,28 @@ impl Outcome {
     /// the NATS server that dated the job.
     pub const CLOCK_SLACK_MS: i64 = 60_000;
 
-    /// The outcome of a redelivered job (`delivered` > 1, first published
-    /// at `published_ms`): an identical object written after the job was
-    /// published was written by an earlier delivery of it, whose agent died
-    /// or lost its ack before recording it, so it counts as copied, not as
+    /// The outcome of a job that an earlier attempt may have done: a
+    /// redelivery (`delivered` > 1, the job published at `published_ms`),
+    /// or an object a batch handed off after its own attempt, begun at
+    /// `attempted_since_ms`. An identical object written since then was
+    /// written by that attempt, whose agent died, lost its ack or saw an
+    /// error after the store had acted, so it counts as copied, not as
     /// already there. Other outcomes stay as they are.
     #[must_use]
-    pub fn redone(self, delivered: u64, published_ms: i64) -> Self {
+    pub fn redone(
+        self,
+        delivered: u64,
+        published_ms: i64,
+        attempted_since_ms: Option<i64>,
+    ) -> Self {
+        let since = attempted_since_ms.map_or(published_ms, |t| t.min(published_ms));
+        let earlier_attempt = delivered > 1 || attempted_since_ms.is_some();
         match self {
             Outcome::Skipped {
                 reason: SkipReason::Identical,
                 bytes,
                 dst_modified_ms: Some(written),
-            } if delivered > 1 && written >= published_ms - Self::CLOCK_SLACK_MS => {
+            } if earlier_attempt && written >= since - Self::CLOCK_SLACK_MS => {
                 info!(
                     bytes,
                     "counted as copied: an earlier delivery of this job wrote it"
@@ -824,7 +833,9 @@ impl Executor {
                 .iter()
                 .map(|t| (t.key().to_owned(), t.value().to_owned()))
                 .collect()),
-            Err(e @ ExecError::Transport { .. }) => Err(e),
+            // A store that is busy or down (503, 500, resets) may have tags
+            // to give: retry the copy rather than drop them.
+            Err(e) if e.disposition() == Disposition::Retry => Err(e),
             Err(e) if e.is_not_implemented() => {
                 info!(endpoint = %job.src.endpoint, "source endpoint has no object tagging; tags are not read from it again");
                 store
@@ -1703,6 +1714,7 @@ impl Executor {
             listed_size: None,
             listed_etag: None,
             skip_destination_head: false,
+            attempted_since_ms: None,
         };
         match self.copy(&copy, cancel).await? {
             Outcome::Skipped {
@@ -1949,11 +1961,24 @@ mod tests {
         ];
         for (outcome, delivered, want) in table {
             assert_eq!(
-                outcome.clone().redone(delivered, published),
+                outcome.clone().redone(delivered, published, None),
                 want,
                 "{outcome:?} {delivered}"
             );
         }
+        // A batch's hand-off, first delivery: written after the batch's
+        // attempt began, before the hand-off was published.
+        let handed_off = identical(Some(published - 90_000));
+        assert_eq!(
+            handed_off
+                .clone()
+                .redone(1, published, Some(published - 100_000)),
+            Outcome::Copied {
+                method: "earlier_delivery",
+                bytes: 9
+            }
+        );
+        assert_eq!(handed_off.clone().redone(1, published, None), handed_off);
     }
 
     #[test]
