@@ -700,7 +700,9 @@ impl Executor {
 
     /// Checks bytes read whole against the source's MD5 (when its ETag
     /// states one) and returns their MD5, when either that check or the
-    /// destination (`write_checked`) needs it.
+    /// destination (`write_checked`) needs it. A checking destination is
+    /// given the source's MD5 as `Content-MD5`, which checks the read and
+    /// the write at once: then nothing is hashed here.
     async fn verify_read(
         &self,
         store: &Store,
@@ -716,6 +718,9 @@ impl Executor {
                 false => None,
             });
         };
+        if write_checked {
+            return Ok(Some(want));
+        }
         let digest = integrity::md5_of(bytes).await;
         if want != digest {
             return Err(ExecError::Corrupt {
@@ -1036,10 +1041,19 @@ impl Executor {
                 if src.md5.is_none() {
                     self.note_unverified_read(self.store(&job.src)?, src);
                 }
-                let (body, reader) =
-                    read_ahead::pipe(body, size, window, target(&job.src), src.md5, verify);
                 // The source's own MD5 is known before the first byte: the
-                // destination checks the body against it (as rclone does).
+                // destination checks the body against it (as rclone does),
+                // which checks the read and the write at once, and the
+                // reader need not hash. Without it, the reader hashes for
+                // the ETag comparison; without a checking destination, it
+                // checks the read itself.
+                let (check_read, hash) = match (src.md5, verify) {
+                    (Some(_), true) => (None, false),
+                    (Some(md5), false) => (Some(md5), false),
+                    (None, verify) => (None, verify),
+                };
+                let (body, reader) =
+                    read_ahead::pipe(body, size, window, target(&job.src), check_read, hash);
                 let req = self
                     .put_request(store, job, src, plan, &tags)
                     .set_content_md5(
@@ -1058,10 +1072,11 @@ impl Executor {
                 };
                 let (read, put) = tokio::join!(reader, put);
                 let (digest, out) = match (read, put) {
-                    (Ok(digest), Ok(out)) => (digest, out),
+                    (Ok(digest), Ok(out)) => (digest.or(src.md5), out),
                     (Ok(digest), Err(e)) => {
+                        let sent = digest.or(src.md5);
                         return Err(self
-                            .after_failed_write(store, &job.dst, digest.as_ref(), e)
+                            .after_failed_write(store, &job.dst, sent.as_ref(), e)
                             .await);
                     }
                     // The PUT stopped reading: its own error says why.

@@ -125,6 +125,10 @@ async fn a_node_killed_mid_migration_loses_nothing() {
         .expect("the job stream has a leader");
     let node: usize = leader.trim_start_matches('n').parse().expect("node name");
     cluster.kill(node);
+    fault_summary(&format!(
+        "cluster: node n{node} (leading S3RF_JOBS) SIGKILLed after {} objects, restarted 3 s later",
+        ledger.fold("cl2").await.map(|t| t.copied).unwrap_or(0)
+    ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.restart(node).expect("restart the node");
     let t = wait_complete(&env, "cl2").await;

@@ -203,13 +203,14 @@ async fn a_migration_through_faulty_stores_is_exact() {
     )
     .await;
     let t = wait_complete(&env, "chaos1").await;
-    println!(
-        "faults injected: source {} ({}), destination {} ({})",
+    fault_summary(&format!(
+        "faulty stores: {} objects byte-exact, faults injected: source {} ({}), destination {} ({})",
+        want.len(),
         src.injected_total(),
         src.injected_summary(),
         dst.injected_total(),
         dst.injected_summary()
-    );
+    ));
     assert_eq!(
         (t.listed, t.copied, t.skipped, t.dead_lettered),
         (62, 62, 0, 0),
@@ -224,7 +225,7 @@ async fn a_migration_through_faulty_stores_is_exact() {
     ) + a
         .count_messages("the destination stored other bytes than were sent; deleting them")
         + c.count_messages("the destination stored other bytes than were sent; deleting them");
-    println!("corrupt writes deleted: {deleted}");
+    fault_summary(&format!("faulty stores: corrupt writes caught and deleted: {deleted}"));
     assert_eq!(bucket_contents(&moto, &b).await, want);
     assert_eq!(open_uploads(&moto, &b).await, Vec::<String>::new());
     assert_eq!(env.dead_letter_count().await, 0);
@@ -283,10 +284,11 @@ async fn agents_killed_again_and_again_lose_nothing() {
         agents.push(env.spawn_agent(&opts).await);
     }
     let t = wait_complete(&env, "kills1").await;
-    println!(
-        "agents killed: {kills}, parts uploaded: {}",
+    fault_summary(&format!(
+        "kill loop: {kills} agents SIGKILLed, {} objects byte-exact, {} parts uploaded for 15",
+        want.len(),
         slow.seen(Op::UploadPart)
-    );
+    ));
     assert!(kills >= 4, "the migration finished before most kills");
     assert_eq!(
         (t.listed, t.copied, t.skipped, t.dead_lettered),

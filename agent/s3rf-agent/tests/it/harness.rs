@@ -447,6 +447,17 @@ impl Drop for Agent {
     }
 }
 
+/// Prints a fault-suite figure and appends it to `target/fault-summary.txt`,
+/// which `.ci/test` prints after the run (libtest captures test output).
+pub fn fault_summary(line: &str) {
+    use std::io::Write as _;
+    println!("{line}");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fault-summary.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 // ----- S3 helpers ----------------------------------------------------------
 
 pub async fn make_bucket(s3: &aws_sdk_s3::Client, tag: &str) -> String {

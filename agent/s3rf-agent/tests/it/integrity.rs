@@ -84,29 +84,27 @@ async fn a_flipped_bit_in_any_body_is_caught_and_the_copy_retried() {
     assert_eq!(proxy.injected(Op::UploadPart), 1);
     assert_eq!(proxy.injected(Op::GetObject), 3);
     assert_eq!(env.dead_letter_count().await, 0, "{}", agent.log());
+    fault_summary(&format!(
+        "integrity: {} bit flips injected (PUT, part, whole GET, ranged GET), {} objects byte-exact after retry",
+        proxy.injected_total(),
+        objects.len()
+    ));
     let log = agent.log();
-    // The two read flips of whole objects and the ranged one were caught by
-    // s3rf's own MD5 of what it read.
+    // A flip in a ranged part's GET is caught by s3rf's own MD5 of the
+    // parts, in order, before the upload is completed.
     let read_mismatches = log
         .lines()
         .filter(|l| l.contains("the bytes read from the source did not match"))
         .count();
-    assert!(
-        read_mismatches >= 3,
-        "{read_mismatches} read mismatches; log:\n{log}"
-    );
-    // The write flips were refused by the store (Content-MD5) or caught by
-    // the ETag comparison.
-    let write_refusals = log
+    assert!(read_mismatches >= 1, "{read_mismatches} read mismatches; log:\n{log}");
+    // Every other flip is refused by the destination, which checks each
+    // body against its Content-MD5 (for a single PUT, the source's MD5: the
+    // read and the write at once), or caught by the ETag comparison.
+    let caught = log
         .lines()
-        .filter(|l| {
-            l.contains("BadDigest") || l.contains("stored at the destination did not match")
-        })
+        .filter(|l| l.contains("did not match") || l.contains("BadDigest"))
         .count();
-    assert!(
-        write_refusals >= 3,
-        "{write_refusals} write refusals; log:\n{log}"
-    );
+    assert!(caught >= 6, "{caught} flips caught; log:\n{log}");
 }
 
 /// A link that corrupts every attempt: the copies end in dead letters that
