@@ -65,7 +65,7 @@ impl BatchError {
         match self {
             BatchError::AllFailed { first, .. } => first.disposition(),
             BatchError::Cancelled => Disposition::Release,
-            BatchError::Queue(_) => Disposition::Retry,
+            BatchError::Queue(_) => Disposition::QueueDown,
         }
     }
 }

@@ -48,7 +48,7 @@ impl ControlError {
     pub fn disposition(&self) -> Disposition {
         match self {
             ControlError::Exec(e) => e.disposition(),
-            ControlError::Queue(_) => Disposition::Retry,
+            ControlError::Queue(_) => Disposition::QueueDown,
             ControlError::SpecConflict(_) | ControlError::Spec(_) => Disposition::DeadLetter,
         }
     }

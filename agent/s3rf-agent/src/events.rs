@@ -458,3 +458,46 @@ mod tests {
         }
     }
 }
+
+/// Property tests: whatever an SQS message holds, parsing says what it is
+/// without panicking, and decoded keys are what S3 encoded.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_body_parses_or_is_named_not_an_event(body in "\\PC{0,300}") {
+            let _ = parse_body(&body);
+        }
+
+        #[test]
+        fn record_shaped_bodies_never_panic(
+            name in prop::sample::select(vec![
+                "ObjectCreated:Put", "ObjectRemoved:Delete", "ObjectCreated:", "", "s3:TestEvent",
+            ]),
+            key in "\\PC{0,40}",
+            bucket in "[a-z0-9.-]{0,12}",
+            size in any::<Option<i64>>(),
+        ) {
+            let body = serde_json::json!({"Records": [{
+                "eventName": name,
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": size}},
+            }]});
+            let _ = parse_body(&body.to_string());
+        }
+
+        #[test]
+        fn keys_survive_s3_form_encoding(key in "\\PC{0,60}") {
+            let encoded: String = percent_encoding::utf8_percent_encode(
+                &key,
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string();
+            prop_assert_eq!(decode_key(&encoded), key);
+        }
+    }
+}

@@ -695,3 +695,130 @@ mod tests {
         assert_eq!(alone.dst.bucket, "y");
     }
 }
+
+/// Property tests: whatever arrives on a job subject, parsing returns a job
+/// or a one-line reason, and a job only ever names configured endpoints.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Field names of every job kind, and `url`, so generated objects
+    /// often look like jobs.
+    const FIELDS: &[&str] = &[
+        "src",
+        "dst",
+        "endpoint",
+        "bucket",
+        "key",
+        "version_id",
+        "migration",
+        "dry_run",
+        "sequencer",
+        "listed_size",
+        "listed_etag",
+        "dst_bucket_new",
+        "attempted_since_ms",
+        "if_source_absent",
+        "skip_if_source_missing",
+        "id",
+        "buckets",
+        "bucket_map",
+        "exclude_buckets",
+        "prefix",
+        "delete_extraneous",
+        "scope",
+        "objects",
+        "size",
+        "etag",
+        "page",
+        "token",
+        "split",
+        "dst_bucket",
+        "url",
+    ];
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "\\PC{0,24}".prop_map(serde_json::Value::from),
+            prop::sample::select(vec![
+                "a",
+                "b",
+                "z",
+                "x",
+                "k",
+                "m1",
+                "http://169.254.169.254/",
+                "../..",
+                "a\u{0}b",
+            ])
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(5, 96, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop::sample::select(FIELDS.to_vec()).prop_map(str::to_owned),
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn configured(e: &str) -> bool {
+        e == "a" || e == "b"
+    }
+
+    fn endpoints_of(job: &Job) -> Vec<&str> {
+        match job {
+            Job::Copy(c) => vec![&c.src.endpoint, &c.dst.endpoint],
+            Job::Delete(d) => {
+                let mut v = vec![d.dst.endpoint.as_str()];
+                v.extend(d.src.as_ref().map(|s| s.endpoint.as_str()));
+                v
+            }
+            Job::Migrate(m) => vec![&m.spec.src, &m.spec.dst],
+            Job::Bucket(b) => vec![&b.0.src, &b.0.dst],
+            Job::List(l) => vec![&l.scope.0.src, &l.scope.0.dst],
+            Job::Batch(b) => vec![&b.scope.0.src, &b.scope.0.dst],
+        }
+    }
+
+    fn check(kind: JobKind, payload: &[u8]) -> Result<(), TestCaseError> {
+        match Job::parse(kind, payload, configured) {
+            Ok(job) => {
+                for e in endpoints_of(&job) {
+                    prop_assert!(configured(e), "job names unconfigured endpoint {e:?}");
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                prop_assert!(!msg.is_empty() && !msg.contains('\n'), "{msg:?}");
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_are_refused_with_a_reason(
+            kind in 0..JobKind::ALL.len(),
+            payload in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            check(JobKind::ALL[kind], &payload)?;
+        }
+
+        #[test]
+        fn json_shaped_like_jobs_is_a_job_or_a_reason(kind in 0..JobKind::ALL.len(), v in json()) {
+            let payload = serde_json::to_vec(&v).unwrap_or_default();
+            check(JobKind::ALL[kind], &payload)?;
+        }
+    }
+}

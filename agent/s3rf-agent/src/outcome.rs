@@ -13,7 +13,18 @@ pub enum Disposition {
     /// The agent is shutting down: give the job back at once, not counting it
     /// as a failure of the job.
     Release,
+    /// NATS JetStream itself failed (a publish, the ledger): retry, but
+    /// slowly enough to outlast a cluster electing a new leader, whatever
+    /// `retry_base_delay_ms` says (see [`QUEUE_RETRY_BASE`]).
+    QueueDown,
 }
+
+/// The first retry delay after a JetStream failure; it doubles per
+/// delivery up to [`QUEUE_RETRY_MAX`], so the default 5 deliveries wait
+/// out 75 s of NATS trouble before a job is dead-lettered.
+pub const QUEUE_RETRY_BASE: Duration = Duration::from_secs(5);
+/// The longest wait between two deliveries after JetStream failures.
+pub const QUEUE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What to tell JetStream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +52,15 @@ pub fn decide(
     match disposition {
         Disposition::DeadLetter => Action::DeadLetter,
         Disposition::Release => Action::Nak(Duration::ZERO),
-        Disposition::Retry if delivered >= max_deliver => Action::DeadLetter,
+        Disposition::Retry | Disposition::QueueDown if delivered >= max_deliver => {
+            Action::DeadLetter
+        }
         Disposition::Retry => Action::Nak(retry_delay(delivered, base, max)),
+        Disposition::QueueDown => Action::Nak(retry_delay(
+            delivered,
+            base.max(QUEUE_RETRY_BASE),
+            max.max(QUEUE_RETRY_MAX),
+        )),
     }
 }
 
@@ -64,6 +82,11 @@ mod tests {
             (Disposition::DeadLetter, 1, Action::DeadLetter),
             (Disposition::Release, 1, Action::Nak(Duration::ZERO)),
             (Disposition::Release, 5, Action::Nak(Duration::ZERO)),
+            // JetStream itself failed: slow enough to outlast an election.
+            (Disposition::QueueDown, 1, Action::Nak(s(5))),
+            (Disposition::QueueDown, 2, Action::Nak(s(10))),
+            (Disposition::QueueDown, 4, Action::Nak(s(40))),
+            (Disposition::QueueDown, 5, Action::DeadLetter),
         ];
         for (disposition, delivered, want) in table {
             let got = decide(disposition, delivered, 5, s(1), s(60));

@@ -258,7 +258,7 @@ impl Failure {
         match self {
             Failure::Exec(e) => e.disposition(),
             Failure::Control(e) => e.disposition(),
-            Failure::Ledger(_) => Disposition::Retry,
+            Failure::Ledger(_) => Disposition::QueueDown,
             Failure::Batch(e) => e.disposition(),
         }
     }

@@ -296,3 +296,47 @@ mod tests {
         assert_eq!(out, want);
     }
 }
+
+/// Property tests: any bytes a filter returns decode to a decision the agent
+/// can use safely, or to an error.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn safe(s: &str) -> bool {
+        s.len() <= MAX_KEY_BYTES && !s.chars().any(char::is_control)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_output_is_a_safe_decision_or_an_error(
+            verdict in 0u8..4,
+            a in prop::collection::vec(any::<u8>(), 0..64),
+            b in prop::collection::vec(any::<u8>(), 0..64),
+            lie in any::<Option<u32>>(),
+        ) {
+            let mut out = vec![verdict];
+            for s in [&a, &b] {
+                let len = lie.unwrap_or(u32::try_from(s.len()).unwrap_or(0));
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(s);
+            }
+            match decode(&out) {
+                Ok(Decision::Keep) | Err(_) => {}
+                Ok(Decision::Skip(reason)) => prop_assert!(safe(&reason)),
+                Ok(Decision::Rename { key, bucket }) => {
+                    prop_assert!(!key.is_empty() && safe(&key));
+                    prop_assert!(bucket.as_deref().is_none_or(valid_bucket));
+                }
+            }
+        }
+
+        #[test]
+        fn raw_bytes_never_panic(out in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&out);
+        }
+    }
+}

@@ -8,6 +8,32 @@ use s3rf_testkit::{NatsCluster, pattern_bytes};
 use crate::harness::*;
 use crate::migrate::fill;
 
+/// [`wait_complete`], with the agents' logs and the dead letters when the
+/// migration does not complete.
+async fn wait_complete_or_explain(
+    env: &TestEnv,
+    id: &str,
+    agents: &[&Agent],
+) -> s3rf_agent::migration::Tally {
+    let ledger = ledger(env).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let t = ledger.fold(id).await.expect("fold");
+        if t.complete() {
+            return t;
+        }
+        if Instant::now() > deadline {
+            let dead = env.dead_letter_count().await;
+            let logs: Vec<String> = agents.iter().map(|a| a.log()).collect();
+            panic!(
+                "migration {id} not complete after 180s ({dead} dead letters): {t:#?}\n{}",
+                logs.join("\n----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A test environment whose agents and own client use `cluster`, with
 /// every stream and KV bucket replicated 3 times.
 async fn on_cluster(cluster: &NatsCluster) -> TestEnv {
@@ -131,7 +157,7 @@ async fn a_node_killed_mid_migration_loses_nothing() {
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.restart(node).expect("restart the node");
-    let t = wait_complete(&env, "cl2").await;
+    let t = wait_complete_or_explain(&env, "cl2", &[&a, &c]).await;
     assert_eq!(
         (t.listed, t.copied, t.skipped, t.dead_lettered),
         (82, 82, 0, 0),

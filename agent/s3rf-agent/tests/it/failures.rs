@@ -263,3 +263,94 @@ async fn a_batch_against_a_store_that_is_down_is_retried_then_handed_off() {
         "{t:#?}"
     );
 }
+
+/// Hostile payloads, fifty on every job subject: random bytes, deep
+/// nesting, huge strings, control characters, unknown endpoints, bucket
+/// names that look like URLs, wrong types, truncated and empty JSON. Every
+/// one ends in the dead-letter stream with a one-line reason, the agent
+/// stays up, the job stream empties, and no secret appears in the log or a
+/// dead letter.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_payloads_on_every_subject_are_dead_lettered() {
+    let env = TestEnv::new().await;
+    let mut agent = env.spawn_agent(&AgentOpts::default()).await;
+    let subjects = [
+        "s3rf.copy",
+        "s3rf.delete",
+        "s3rf.migrate",
+        "s3rf.bucket",
+        "s3rf.list",
+        "s3rf.batch",
+    ];
+    let mut rng = fastrand::Rng::with_seed(19);
+    let mut published = 0u64;
+    for subject in subjects {
+        for i in 0..50 {
+            let payload: Vec<u8> = match i % 10 {
+                0 => (0..rng.usize(0..400)).map(|_| rng.u8(..)).collect(),
+                1 => format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+                2 => serde_json::json!({
+                    "src": {"endpoint": "moto", "bucket": "b", "key": "K".repeat(200_000)},
+                    "dst": {"endpoint": "moto2", "bucket": "b"},
+                    "migration": "m".repeat(100_000),
+                })
+                .to_string()
+                .into_bytes(),
+                3 => serde_json::json!({
+                    "src": {"endpoint": "moto\u{0}", "bucket": "b\u{7}", "key": "k\n\r"},
+                    "dst": {"endpoint": "moto2\u{1b}[31m", "bucket": "x"},
+                })
+                .to_string()
+                .into_bytes(),
+                4 => serde_json::json!({
+                    "src": {"endpoint": "evil", "bucket": "b", "key": "k"},
+                    "dst": {"endpoint": "elsewhere", "bucket": "b"},
+                    "scope": {"migration": "m1", "src": "evil", "dst": "moto",
+                              "bucket": "b", "dst_bucket": "b"},
+                })
+                .to_string()
+                .into_bytes(),
+                5 => serde_json::json!({
+                    "src": {"endpoint": "moto", "bucket": "http://169.254.169.254/latest", "key": "k"},
+                    "dst": {"endpoint": "moto2", "bucket": "https://evil.example/x"},
+                    "scope": {"migration": "m1", "src": "moto", "dst": "moto2",
+                              "bucket": "http://169.254.169.254/", "dst_bucket": "x"},
+                })
+                .to_string()
+                .into_bytes(),
+                6 => br#"{"src": 5, "dst": [], "scope": "x", "objects": {}}"#.to_vec(),
+                7 => Vec::new(),
+                8 => b"null".to_vec(),
+                _ => br#"{"src": {"endpoint": "moto", "bucket": "#.to_vec(),
+            };
+            env.js
+                .publish(subject.to_owned(), payload.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("puback");
+            published += 1;
+        }
+    }
+    let dead = env.dead_letters(published).await;
+    env.wait_jobs_done().await;
+    assert_eq!(dead.len() as u64, published);
+    let secret = &env.moto.secret_key;
+    for d in &dead {
+        let reason = header(d, "S3rf-Reason");
+        assert!(!reason.is_empty() && !reason.contains('\n'), "{reason:?}");
+        assert!(!reason.contains(secret.as_str()));
+    }
+    assert!(agent.is_running(), "the agent died:\n{}", agent.log());
+    assert_eq!(env.jobs_in_stream().await, 0);
+    let log = agent.log();
+    assert!(!log.contains(secret.as_str()), "a secret reached the log");
+    assert!(
+        !log.contains("169.254"),
+        "a job URL reached the agent's network code"
+    );
+    fault_summary(&format!(
+        "hostile payloads: {published} published on 6 subjects, {} dead-lettered with a reason, agent alive",
+        dead.len()
+    ));
+}

@@ -154,9 +154,10 @@ async fn work_redone_after_an_agent_dies_counts_as_copied() {
     for (i, size) in sizes.iter().enumerate() {
         assert!(get(&fs, &dst, &format!("k{i}")).await == pattern_bytes(*size, 110 + i as u64));
     }
-    assert_eq!(
-        second.count_messages("counted as copied: an earlier delivery of this job wrote it"),
-        1,
+    // k0's PUT was held; k1 and k2 may have been written and not recorded
+    // too, depending on how far the first agent got.
+    assert!(
+        second.count_messages("counted as copied: an earlier delivery of this job wrote it") >= 1,
         "{}",
         second.log()
     );
@@ -225,7 +226,9 @@ async fn a_migration_through_faulty_stores_is_exact() {
     ) + a
         .count_messages("the destination stored other bytes than were sent; deleting them")
         + c.count_messages("the destination stored other bytes than were sent; deleting them");
-    fault_summary(&format!("faulty stores: corrupt writes caught and deleted: {deleted}"));
+    fault_summary(&format!(
+        "faulty stores: corrupt writes caught and deleted: {deleted}"
+    ));
     assert_eq!(bucket_contents(&moto, &b).await, want);
     assert_eq!(open_uploads(&moto, &b).await, Vec::<String>::new());
     assert_eq!(env.dead_letter_count().await, 0);

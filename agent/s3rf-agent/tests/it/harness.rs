@@ -452,8 +452,13 @@ impl Drop for Agent {
 pub fn fault_summary(line: &str) {
     use std::io::Write as _;
     println!("{line}");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fault-summary.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fault-summary.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{line}");
     }
 }

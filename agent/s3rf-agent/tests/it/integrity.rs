@@ -96,7 +96,10 @@ async fn a_flipped_bit_in_any_body_is_caught_and_the_copy_retried() {
         .lines()
         .filter(|l| l.contains("the bytes read from the source did not match"))
         .count();
-    assert!(read_mismatches >= 1, "{read_mismatches} read mismatches; log:\n{log}");
+    assert!(
+        read_mismatches >= 1,
+        "{read_mismatches} read mismatches; log:\n{log}"
+    );
     // Every other flip is refused by the destination, which checks each
     // body against its Content-MD5 (for a single PUT, the source's MD5: the
     // read and the write at once), or caught by the ETag comparison.
