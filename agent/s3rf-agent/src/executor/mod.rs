@@ -1103,18 +1103,7 @@ impl Executor {
                     }
                 };
                 drop(permit);
-                let ctx = written_context(
-                    store,
-                    &job.dst,
-                    out.server_side_encryption(),
-                    out.sse_customer_algorithm().is_some(),
-                );
-                if let Some(digest) = digest {
-                    self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
-                        .await?;
-                }
-                self.verify_tags(&job.dst, &tags).await;
-                return Ok(());
+                return self.after_put(store, &job.dst, &out, digest, &tags).await;
             }
             None => {
                 let permit = self.buffer_permit(src.facts.size).await?;
@@ -1157,17 +1146,30 @@ impl Executor {
                     .await);
             }
         };
-        let ctx = written_context(
-            store,
-            &job.dst,
-            out.server_side_encryption(),
-            out.sse_customer_algorithm().is_some(),
-        );
-        if let Some(digest) = digest {
-            self.check_stored(store, &job.dst, out.e_tag(), &integrity::hex(&digest), ctx)
+        self.after_put(store, &job.dst, &out, digest, &tags).await
+    }
+
+    /// After a PUT the store accepted: its ETag against the MD5 of what was
+    /// sent (when known), then the tags.
+    async fn after_put(
+        &self,
+        store: &Store,
+        dst: &ObjectRef,
+        out: &aws_sdk_s3::operation::put_object::PutObjectOutput,
+        sent: Option<Md5>,
+        tags: &[(String, String)],
+    ) -> Result<(), ExecError> {
+        if let Some(sent) = sent {
+            let ctx = written_context(
+                store,
+                dst,
+                out.server_side_encryption(),
+                out.sse_customer_algorithm().is_some(),
+            );
+            self.check_stored(store, dst, out.e_tag(), &integrity::hex(&sent), ctx)
                 .await?;
         }
-        self.verify_tags(&job.dst, &tags).await;
+        self.verify_tags(dst, tags).await;
         Ok(())
     }
 

@@ -8,32 +8,6 @@ use s3rf_testkit::{NatsCluster, pattern_bytes};
 use crate::harness::*;
 use crate::migrate::fill;
 
-/// [`wait_complete`], with the agents' logs and the dead letters when the
-/// migration does not complete.
-async fn wait_complete_or_explain(
-    env: &TestEnv,
-    id: &str,
-    agents: &[&Agent],
-) -> s3rf_agent::migration::Tally {
-    let ledger = ledger(env).await;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let t = ledger.fold(id).await.expect("fold");
-        if t.complete() {
-            return t;
-        }
-        if Instant::now() > deadline {
-            let dead = env.dead_letter_count().await;
-            let logs: Vec<String> = agents.iter().map(|a| a.log()).collect();
-            panic!(
-                "migration {id} not complete after 180s ({dead} dead letters): {t:#?}\n{}",
-                logs.join("\n----\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// A test environment whose agents and own client use `cluster`, with
 /// every stream and KV bucket replicated 3 times.
 async fn on_cluster(cluster: &NatsCluster) -> TestEnv {
@@ -41,6 +15,17 @@ async fn on_cluster(cluster: &NatsCluster) -> TestEnv {
     env.js = async_nats::jetstream::new(cluster.connect().await.expect("connect to the cluster"));
     env.replicas = 3;
     env
+}
+
+async fn jobs_stream(env: &TestEnv) -> async_nats::jetstream::stream::Info {
+    env.js
+        .get_stream("S3RF_JOBS")
+        .await
+        .expect("jobs stream")
+        .info()
+        .await
+        .expect("info")
+        .clone()
 }
 
 fn cluster_opts(cluster: &NatsCluster) -> AgentOpts {
@@ -86,16 +71,7 @@ async fn agents_started_together_against_a_fresh_cluster_both_set_up() {
         "{t:#?}"
     );
     assert_eq!(bucket_contents(&moto, &b).await, want);
-    let info = env
-        .js
-        .get_stream("S3RF_JOBS")
-        .await
-        .expect("jobs stream")
-        .info()
-        .await
-        .expect("info")
-        .clone();
-    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(jobs_stream(&env).await.config.num_replicas, 3);
     assert_eq!(env.dead_letter_count().await, 0);
 }
 
@@ -137,16 +113,9 @@ async fn a_node_killed_mid_migration_loses_nothing() {
         assert!(Instant::now() < deadline, "no progress: {t:#?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let leader = env
-        .js
-        .get_stream("S3RF_JOBS")
+    let leader = jobs_stream(&env)
         .await
-        .expect("jobs stream")
-        .info()
-        .await
-        .expect("info")
         .cluster
-        .clone()
         .and_then(|c| c.leader)
         .expect("the job stream has a leader");
     let node: usize = leader.trim_start_matches('n').parse().expect("node name");

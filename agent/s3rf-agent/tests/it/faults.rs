@@ -95,6 +95,18 @@ async fn a_lost_create_response_leaves_no_upload_open() {
     assert_eq!(env.dead_letter_count().await, 0, "{}", agent.log());
 }
 
+/// The README's bound: peak RSS at most `buffer_memory` (64 MiB in the
+/// tests) plus about 30 MiB; a margin for the debug build's allocations.
+fn assert_within_memory_bound(agents: &[&Agent]) {
+    for a in agents {
+        let peak_mib = a.peak_rss_kib() / 1024;
+        assert!(
+            peak_mib < 64 + 45,
+            "peak RSS {peak_mib} MiB with buffer_memory = 64MiB"
+        );
+    }
+}
+
 /// An agent dies after its PUT took effect but before it heard back, so
 /// the batch is redelivered to another agent, which finds the object
 /// already identical. It was copied by this migration, so the tally says
@@ -232,6 +244,7 @@ async fn a_migration_through_faulty_stores_is_exact() {
     assert_eq!(bucket_contents(&moto, &b).await, want);
     assert_eq!(open_uploads(&moto, &b).await, Vec::<String>::new());
     assert_eq!(env.dead_letter_count().await, 0);
+    assert_within_memory_bound(&[&a, &c]);
     assert!(src.injected_total() >= 3, "{}", src.injected_summary());
     assert!(dst.injected_total() >= 5, "{}", dst.injected_summary());
 }
@@ -301,4 +314,83 @@ async fn agents_killed_again_and_again_lose_nothing() {
     assert_eq!(bucket_contents(&moto, &b).await, want);
     assert_eq!(open_uploads(&moto, &b).await, Vec::<String>::new());
     assert_eq!(env.dead_letter_count().await, 0);
+}
+
+/// A migration within one store (server-side CopyObject and UploadPartCopy,
+/// tags copied by the store) through a proxy that misbehaves on about one
+/// request in seven: exact counts, byte-exact, tags intact, no dead letter,
+/// no upload left open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_side_migration_through_a_faulty_store_is_exact() {
+    let env = TestEnv::new().await;
+    let moto = env.moto.client();
+    let b = make_bucket(&moto, "chaos-ss").await;
+    let mut want = std::collections::BTreeMap::new();
+    for i in 0..30u64 {
+        let body = pattern_bytes(100 + (i as usize * 53) % 2000, 600 + i);
+        moto.put_object()
+            .bucket(&b)
+            .key(format!("k{i:02}"))
+            .tagging(format!("n={i}"))
+            .body(body.clone().into())
+            .send()
+            .await
+            .expect("put");
+        want.insert(format!("k{i:02}"), body);
+    }
+    for i in 0..2u64 {
+        let big = pattern_bytes(11 * MIB, 650 + i);
+        put(&moto, &b, &format!("big-{i}"), big.clone()).await;
+        want.insert(format!("big-{i}"), big);
+    }
+    let proxy = FaultProxy::start(&env.moto.url()).expect("proxy");
+    proxy.chaos(150, 3);
+    let opts = AgentOpts {
+        max_deliver: 10,
+        list_split_depth: 0,
+        page_size: 10,
+        extra_toml: proxied_endpoint("motox", &proxy, "T_MOTO"),
+        ..AgentOpts::default()
+    };
+    let a = env.spawn_agent(&opts).await;
+    let dst = format!("{b}-copy");
+    env.publish(
+        "s3rf.migrate",
+        serde_json::json!({"id": "chaos2", "src": "motox", "dst": "motox", "buckets": [b],
+            "bucket_map": {&b: &dst}})
+        .to_string(),
+    )
+    .await;
+    let t = wait_complete_or_explain(&env, "chaos2", &[&a]).await;
+    fault_summary(&format!(
+        "faulty store, server-side: {} objects byte-exact, faults injected: {} ({})",
+        want.len(),
+        proxy.injected_total(),
+        proxy.injected_summary()
+    ));
+    assert_eq!(
+        (t.listed, t.copied, t.skipped, t.dead_lettered),
+        (32, 32, 0, 0),
+        "{t:#?}"
+    );
+    assert_eq!(bucket_contents(&moto, &dst).await, want);
+    for i in [0u64, 7, 29] {
+        let tags = moto
+            .get_object_tagging()
+            .bucket(&dst)
+            .key(format!("k{i:02}"))
+            .send()
+            .await
+            .expect("tags");
+        let got: Vec<(String, String)> = tags
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect();
+        assert_eq!(got, vec![("n".to_owned(), i.to_string())], "k{i:02}");
+    }
+    assert_eq!(open_uploads(&moto, &dst).await, Vec::<String>::new());
+    assert_eq!(env.dead_letter_count().await, 0);
+    assert_within_memory_bound(&[&a]);
+    assert!(proxy.injected_total() >= 5, "{}", proxy.injected_summary());
 }

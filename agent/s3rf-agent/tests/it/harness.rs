@@ -535,17 +535,43 @@ pub async fn ledger(env: &TestEnv) -> s3rf_agent::ledger::Ledger {
 
 /// Waits until migration `id` is complete and returns its tally.
 pub async fn wait_complete(env: &TestEnv, id: &str) -> s3rf_agent::migration::Tally {
-    let ledger = ledger(env).await;
+    wait_complete_or_explain(env, id, &[]).await
+}
+
+/// [`wait_complete`], failing with the dead-letter count and `agents`' logs
+/// when the migration does not complete. JetStream errors while it waits
+/// (a cluster electing a leader) are waited out like the agents do.
+pub async fn wait_complete_or_explain(
+    env: &TestEnv,
+    id: &str,
+    agents: &[&Agent],
+) -> s3rf_agent::migration::Tally {
+    let names = s3rf_agent::names::Names::new("s3rf");
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut ledger = None;
+    let mut last = String::from("no answer from JetStream yet");
     loop {
-        let t = ledger.fold(id).await.expect("fold");
-        if t.complete() {
-            return t;
+        if ledger.is_none() {
+            match s3rf_agent::ledger::Ledger::open(&env.js, &names, env.replicas).await {
+                Ok(l) => ledger = Some(l),
+                Err(e) => last = format!("opening the ledger: {e}"),
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "migration {id} not complete after 180s: {t:#?}"
-        );
+        if let Some(l) = &ledger {
+            match l.fold(id).await {
+                Ok(t) if t.complete() => return t,
+                Ok(t) => last = format!("{t:#?}"),
+                Err(e) => last = format!("folding: {e}"),
+            }
+        }
+        if Instant::now() > deadline {
+            let dead = env.dead_letter_count().await;
+            let logs: Vec<String> = agents.iter().map(|a| a.log()).collect();
+            panic!(
+                "migration {id} not complete after 180s ({dead} dead letters): {last}\n{}",
+                logs.join("\n----\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
