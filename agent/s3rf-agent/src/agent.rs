@@ -15,6 +15,7 @@ use crate::jetstream::{self as js_setup, QueueError};
 use crate::ledger::Ledger;
 use crate::names::{JobKind, Names};
 use crate::ordering::Sequencers;
+use crate::resume::Uploads;
 use crate::shutdown::{self, Shutdown};
 use crate::store::{StoreError, Stores};
 use crate::worker::{Shared, pull_loop};
@@ -91,11 +92,16 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         consumers,
         ledger,
         sequencers,
+        uploads,
     } = set_up_retrying(&config, &names, &shutdown.stop).await?;
+    let mut executor = Executor::new(stores, config.copy.clone()).with_filters(filters);
+    if let Some(uploads) = uploads {
+        executor = executor.with_resume(uploads);
+    }
     let shared = Arc::new(Shared {
         js: js.clone(),
         names: names.clone(),
-        executor: Executor::new(stores, config.copy.clone()).with_filters(filters),
+        executor,
         nats: config.nats.clone(),
         copy: config.copy.clone(),
         migrate: config.migrate.clone(),
@@ -198,6 +204,7 @@ struct SetUp {
     consumers: Vec<(JobKind, async_nats::jetstream::consumer::PullConsumer)>,
     ledger: Ledger,
     sequencers: Sequencers,
+    uploads: Option<Uploads>,
 }
 
 /// Connects and creates (or updates) every stream, consumer and KV bucket.
@@ -215,13 +222,34 @@ async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
     let ledger = Ledger::open(&js, names, config.nats.replicas).await?;
     let sequencers =
         Sequencers::open(&js, names, config.nats.replicas, config.sync.sequencer_ttl).await?;
+    let uploads = match config.copy.resume_ttl {
+        Some(ttl) => Some(
+            Uploads::open(
+                &js,
+                names,
+                config.nats.replicas,
+                ttl,
+                resume_liveness(config.nats.ack_wait),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(SetUp {
         client,
         js,
         consumers,
         ledger,
         sequencers,
+        uploads,
     })
+}
+
+/// How long a multipart resume record stays "running" after its last
+/// write: a copy rewrites it at least every quarter of this while it runs,
+/// and a job whose agent died is redelivered after `ack_wait`.
+pub fn resume_liveness(ack_wait: Duration) -> Duration {
+    (ack_wait * 2).max(Duration::from_secs(10))
 }
 
 /// Longest wait between two set-up attempts.

@@ -62,6 +62,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List multipart copies in progress, with parts done and total: those
+    /// running and those kept for a redelivery to resume.
+    Uploads {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect, retry or purge dead letters.
     Dlq {
         #[command(subcommand)]
@@ -610,6 +617,34 @@ async fn operate(cfg: Config, command: Command) -> anyhow::Result<ExitCode> {
                         t.buckets_done(),
                         t.buckets.len(),
                         counts_line(&t)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Uploads { json } => {
+            let uploads = op.uploads().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&uploads)?);
+            } else if uploads.is_empty() {
+                println!("no multipart copies in progress");
+            } else {
+                let now = crate::resume::now_ms();
+                for u in uploads {
+                    println!(
+                        "{}  parts {}/{}  {}  {}  updated {}s ago  from {}  upload {}",
+                        u.dst,
+                        u.parts_done,
+                        u.parts_total,
+                        bytesize::ByteSize::b(u.size),
+                        if u.running {
+                            "running"
+                        } else {
+                            "waiting to resume"
+                        },
+                        (now - u.updated_ms).max(0) / 1000,
+                        u.src,
+                        u.upload_id
                     );
                 }
             }

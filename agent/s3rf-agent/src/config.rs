@@ -662,6 +662,10 @@ pub struct RawCopy {
     /// Longest retry delay.
     #[serde(default = "default_retry_max_delay_secs")]
     pub retry_max_delay_secs: u64,
+    /// How long a record of an unfinished multipart copy is kept for a later
+    /// delivery to resume it (0: no records; a retry starts over).
+    #[serde(default = "default_resume_ttl_secs")]
+    pub resume_ttl_secs: u64,
 }
 
 impl Default for RawCopy {
@@ -677,6 +681,7 @@ impl Default for RawCopy {
             shutdown_grace_secs: default_shutdown_grace_secs(),
             retry_base_delay_ms: default_retry_base_delay_ms(),
             retry_max_delay_secs: default_retry_max_delay_secs(),
+            resume_ttl_secs: default_resume_ttl_secs(),
         }
     }
 }
@@ -710,6 +715,9 @@ const fn default_retry_base_delay_ms() -> u64 {
 }
 const fn default_retry_max_delay_secs() -> u64 {
     60
+}
+const fn default_resume_ttl_secs() -> u64 {
+    7 * 24 * 3600
 }
 
 /// `[log]`
@@ -891,6 +899,8 @@ pub struct CopyConfig {
     pub retry_base_delay: Duration,
     /// Longest retry delay.
     pub retry_max_delay: Duration,
+    /// How long multipart resume records live (`None`: no records).
+    pub resume_ttl: Option<Duration>,
 }
 
 /// Validated `[log]`.
@@ -1312,6 +1322,12 @@ fn validate_copy(raw: RawCopy) -> Result<CopyConfig, ConfigError> {
     if raw.retry_base_delay_ms == 0 {
         return Err(invalid("copy.retry_base_delay_ms", "must be at least 1"));
     }
+    if (1..60).contains(&raw.resume_ttl_secs) {
+        return Err(invalid(
+            "copy.resume_ttl_secs",
+            "must be 0 (no resume records) or at least 60",
+        ));
+    }
     let read_ahead = raw.read_ahead.as_u64();
     if read_ahead > buffer_memory {
         return Err(invalid(
@@ -1333,6 +1349,7 @@ fn validate_copy(raw: RawCopy) -> Result<CopyConfig, ConfigError> {
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
         retry_base_delay: Duration::from_millis(raw.retry_base_delay_ms),
         retry_max_delay: Duration::from_secs(raw.retry_max_delay_secs.max(1)),
+        resume_ttl: (raw.resume_ttl_secs > 0).then(|| Duration::from_secs(raw.resume_ttl_secs)),
     })
 }
 

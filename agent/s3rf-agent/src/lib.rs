@@ -29,6 +29,7 @@ pub mod ops;
 pub mod ordering;
 pub mod outcome;
 pub mod plan;
+pub mod resume;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

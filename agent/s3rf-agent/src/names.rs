@@ -147,6 +147,11 @@ impl Names {
         format!("{}-sequencers", self.prefix)
     }
 
+    /// The KV bucket of multipart copies in progress: `s3rf-uploads`.
+    pub fn uploads_kv(&self) -> String {
+        format!("{}-uploads", self.prefix)
+    }
+
     /// Durable consumer for `kind`: `s3rf-copy`.
     pub fn consumer(&self, kind: JobKind) -> String {
         format!("{}-{}", self.prefix, kind.token())

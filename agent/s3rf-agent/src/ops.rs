@@ -149,6 +149,30 @@ impl std::str::FromStr for Location {
     }
 }
 
+/// A multipart copy in progress, as `s3rf-agent uploads` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UploadView {
+    /// ENDPOINT:BUCKET/KEY written.
+    pub dst: String,
+    /// ENDPOINT:BUCKET/KEY read.
+    pub src: String,
+    /// The destination's upload id.
+    pub upload_id: String,
+    /// Parts stored and checked.
+    pub parts_done: u32,
+    /// Parts in all.
+    pub parts_total: i32,
+    /// Object size in bytes.
+    pub size: u64,
+    /// Whether an agent is working on it now (its record is fresh);
+    /// otherwise it waits for a redelivery to resume it.
+    pub running: bool,
+    /// When the upload began (ms since the epoch).
+    pub started_ms: i64,
+    /// When an agent last recorded progress (ms since the epoch).
+    pub updated_ms: i64,
+}
+
 impl Operator {
     /// Connects and makes sure the streams exist (so publishing works before
     /// any agent has started).
@@ -291,6 +315,33 @@ impl Operator {
         };
         let spec = serde_json::from_slice(&spec).unwrap_or(serde_json::Value::Null);
         Ok((spec, self.ledger.fold(id).await?))
+    }
+
+    /// Multipart copies in progress (or left for a redelivery), oldest first.
+    pub async fn uploads(&self) -> Result<Vec<UploadView>, OpsError> {
+        let liveness = crate::agent::resume_liveness(self.config.nats.ack_wait);
+        let Some(uploads) = crate::resume::Uploads::existing(&self.js, &self.names, liveness).await
+        else {
+            return Ok(Vec::new());
+        };
+        let mut views: Vec<UploadView> = uploads
+            .all()
+            .await?
+            .into_iter()
+            .map(|(_, r)| UploadView {
+                running: uploads.is_live(&r),
+                dst: r.dst.join("/").replacen('/', ":", 1),
+                src: r.src.join("/").replacen('/', ":", 1),
+                upload_id: r.upload_id,
+                parts_done: r.parts_done,
+                parts_total: r.shape.parts_total,
+                size: r.shape.size,
+                started_ms: r.started_ms,
+                updated_ms: r.updated_ms,
+            })
+            .collect();
+        views.sort_by_key(|v| v.started_ms);
+        Ok(views)
     }
 
     /// Waits until the migration's spec exists (the migrate job ran).

@@ -302,6 +302,7 @@ mod tests {
             shutdown_grace: Duration::from_secs(1),
             retry_base_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(10),
+            resume_ttl: None,
         }
     }
 

@@ -519,6 +519,10 @@ async fn run_job(
                     .await;
                 return;
             }
+            // A multipart upload kept for resuming is given up with the job.
+            if let Job::Copy(c) = &job {
+                shared.executor.abandon(c).await;
+            }
             dead_letter_message(
                 &shared.js,
                 &shared.names,

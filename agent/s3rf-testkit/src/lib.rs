@@ -473,6 +473,24 @@ impl S3Server {
         kill(&mut self.child);
     }
 
+    /// Files an s3s-fs server keeps for multipart upload `upload_id` (its
+    /// info and its parts, in the data directory's root; see s3s-fs 0.14.1
+    /// `src/fs.rs`, `resolve_upload_part_path` and `get_upload_info_path`):
+    /// none once the upload is completed or aborted. s3s-fs has no
+    /// ListMultipartUploads to ask instead.
+    pub fn upload_files(&self, upload_id: &str) -> Vec<String> {
+        let data = self.dir.path().join("data");
+        let parts = format!(".upload_id-{upload_id}.");
+        let info = format!(".upload-{upload_id}.json");
+        std::fs::read_dir(data)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(&parts) || *n == info)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn credentials(&self) -> aws_credential_types::Credentials {
         aws_credential_types::Credentials::new(
             &self.access_key,

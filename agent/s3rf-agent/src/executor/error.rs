@@ -60,6 +60,15 @@ pub enum ExecError {
         target: Target,
         detail: String,
     },
+    #[error(
+        "{op} on {target}: HTTP {status} with a body the SDK could not read: {detail}; a proxy in the way or a bug of this store (retrying)"
+    )]
+    Unreadable {
+        op: &'static str,
+        target: Target,
+        status: u16,
+        detail: String,
+    },
     #[error("source {0} changed while it was being copied; the copy will be retried")]
     SourceChanged(Target),
     #[error("{target}: got {got} bytes where {expected} were expected; the copy will be retried")]
@@ -110,6 +119,7 @@ impl ExecError {
                 }
             }
             ExecError::Transport { .. }
+            | ExecError::Unreadable { .. }
             | ExecError::SourceChanged(_)
             | ExecError::ShortRead { .. }
             | ExecError::Corrupt { .. } => Disposition::Retry,
@@ -165,14 +175,11 @@ where
             // A 2xx whose body the SDK could not read: a broken proxy or a
             // store bug. The effect may or may not have happened; retrying is
             // safe because every step checks the destination first.
-            ExecError::Transport {
+            ExecError::Unreadable {
                 op,
                 target,
-                detail: format!(
-                    "HTTP {} with a body the SDK could not read: {}",
-                    ctx.raw().status().as_u16(),
-                    source_chain(Some(ctx.err()))
-                ),
+                status: ctx.raw().status().as_u16(),
+                detail: source_chain(Some(ctx.err())),
             }
         }
         SdkError::ServiceError(ctx) => {

@@ -148,15 +148,32 @@ impl Default for OrderedMd5 {
 }
 
 impl OrderedMd5 {
+    /// Continues from the [`OrderedMd5::feed`] state after part `through`:
+    /// the next part fed is `through + 1`. `None` if the state is not one.
+    pub fn resume(state: &str, through: i32) -> Option<Self> {
+        use ::md5::digest::common::hazmat::SerializableState;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(state)
+            .ok()?;
+        let serialized = raw.as_slice().try_into().ok()?;
+        let h = ::md5::Md5::deserialize(serialized).ok()?;
+        Some(Self {
+            state: std::sync::Mutex::new(Some(h)),
+            next: tokio::sync::watch::Sender::new(through + 1),
+        })
+    }
+
     /// Feeds part `number` once every part before it is fed. Hashing a
-    /// large part runs off the async threads.
-    pub async fn feed(&self, number: i32, bytes: bytes::Bytes) {
+    /// large part runs off the async threads. Returns the state after this
+    /// part (base64), which [`OrderedMd5::resume`] continues from.
+    pub async fn feed(&self, number: i32, bytes: bytes::Bytes) -> Option<String> {
+        use ::md5::digest::common::hazmat::SerializableState;
         let mut rx = self.next.subscribe();
         if rx.wait_for(|n| *n == number).await.is_err() {
-            return;
+            return None;
         }
         let taken = self.state.lock().ok().and_then(|mut s| s.take());
-        let Some(mut h) = taken else { return };
+        let mut h = taken?;
         let h = if bytes.len() > 256 * 1024 {
             tokio::task::spawn_blocking(move || {
                 h.update(&bytes);
@@ -168,10 +185,14 @@ impl OrderedMd5 {
             h.update(&bytes);
             Some(h)
         };
+        let saved = h
+            .as_ref()
+            .map(|h| base64::engine::general_purpose::STANDARD.encode(h.serialize().as_slice()));
         if let (Some(h), Ok(mut s)) = (h, self.state.lock()) {
             *s = Some(h);
         }
         self.next.send_modify(|n| *n += 1);
+        saved
     }
 
     /// The digest of everything fed, once all `parts` are in.
@@ -285,5 +306,22 @@ mod tests {
         }
         assert_eq!(h.finish(3), None, "four parts were fed, not three");
         assert_eq!(h.finish(4), Some(md5(&whole)));
+    }
+
+    #[tokio::test]
+    async fn ordered_md5_resumes_from_a_saved_state() {
+        let parts: Vec<bytes::Bytes> = (0u8..4)
+            .map(|i| bytes::Bytes::from(vec![i; 70_000 + usize::from(i)]))
+            .collect();
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.to_vec()).collect();
+        let first = OrderedMd5::default();
+        first.feed(1, parts[0].clone()).await;
+        let saved = first.feed(2, parts[1].clone()).await.expect("a state");
+        // A later delivery continues after part 2 with parts 3 and 4.
+        let resumed = OrderedMd5::resume(&saved, 2).expect("a valid state");
+        resumed.feed(3, parts[2].clone()).await;
+        resumed.feed(4, parts[3].clone()).await;
+        assert_eq!(resumed.finish(4), Some(md5(&whole)));
+        assert!(OrderedMd5::resume("bm90IGEgc3RhdGU=", 2).is_none());
     }
 }

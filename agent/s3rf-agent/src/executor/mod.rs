@@ -35,6 +35,7 @@ use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
 use crate::migration::{BucketState, ObjectOutcome};
 use crate::names::META_SOURCE_ETAG;
 use crate::plan::{self, CopyPlan, Method, ObjectFacts, Part, Plan, SkipReason};
+use crate::resume::Uploads;
 use crate::store::{Store, Stores};
 use integrity::{EtagContext, Md5, OrderedMd5, Written};
 
@@ -266,6 +267,8 @@ pub struct Executor {
     buffers: Arc<Semaphore>,
     buffer_units: u64,
     filters: Filters,
+    /// Where multipart copies record their parts, to be resumed.
+    uploads: Option<Uploads>,
 }
 
 fn strip_quotes(etag: &str) -> String {
@@ -321,7 +324,16 @@ impl Executor {
             buffers: Arc::new(Semaphore::new(permits)),
             buffer_units,
             filters: Filters::default(),
+            uploads: None,
         }
+    }
+
+    /// The same executor, recording multipart copies in `uploads` so a
+    /// redelivery resumes them.
+    #[must_use]
+    pub fn with_resume(mut self, uploads: Uploads) -> Self {
+        self.uploads = Some(uploads);
+        self
     }
 
     /// The same executor, running `filters` on every copy and delete.

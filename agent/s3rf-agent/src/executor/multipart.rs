@@ -1,9 +1,47 @@
 //! Multipart copies: one upload whose parts are copied by the store
 //! (UploadPartCopy) or streamed (ranged GET into UploadPart, checked by MD5)
-//! with at most `part_concurrency` in flight, then completed and checked, or
-//! aborted: never left behind.
+//! with at most `part_concurrency` in flight, then completed and checked.
+//!
+//! With resume records ([`crate::resume`]) each finished part is recorded,
+//! an upload is kept on a retryable failure, and a redelivery uploads only
+//! the parts that are missing. Otherwise (or on a failure a retry cannot
+//! mend) the upload is aborted: never left behind.
+
+use std::collections::{BTreeMap, HashSet};
 
 use super::*;
+use crate::resume::{self, Decision, ListedPart, PartDone, Record, Recorder, Shape};
+
+/// Where the parts of a copy start: parts an earlier delivery finished,
+/// and the MD5 state of the source bytes of parts `1..=n`.
+#[derive(Debug, Default)]
+struct Start {
+    done: BTreeMap<i32, PartDone>,
+    hashed: Option<(i32, String)>,
+}
+
+/// An upload a redelivery picks up.
+struct Resumed {
+    record: Record,
+    start: Start,
+}
+
+/// Whether an upload is worth keeping for the next delivery after `e`:
+/// the parts it holds are good and the source is unchanged.
+fn keeps_upload(e: &ExecError) -> bool {
+    match e {
+        ExecError::Cancelled
+        | ExecError::Transport { .. }
+        | ExecError::Unreadable { .. }
+        | ExecError::ShortRead { .. } => true,
+        ExecError::Service {
+            retryable: true,
+            code,
+            ..
+        } => code != "NoSuchUpload",
+        _ => false,
+    }
+}
 
 impl Executor {
     pub(super) async fn multipart(
@@ -15,8 +53,124 @@ impl Executor {
     ) -> Result<(), ExecError> {
         let tags = self.tags_for(job, plan).await?;
         let store = self.store(&job.dst)?;
+        let server_side = matches!(plan.method, Method::ServerSideMultipart { .. });
+        let hashing = !server_side && src.md5.is_some();
+        let shape = shape_of(plan, src.facts.size);
+        // Records need the source ETag: without one a changed source could
+        // not be told apart.
+        let records = match (&self.uploads, &src.facts.etag, shape) {
+            (Some(u), Some(etag), Some(shape)) => Some((
+                u,
+                resume::key_of(&job.dst, &job.src, job.src_version.as_deref(), etag),
+                shape,
+            )),
+            _ => None,
+        };
+        let resumed = match &records {
+            Some((u, key, shape)) => {
+                self.find_resumable(store, job, u, key, shape, hashing)
+                    .await?
+            }
+            None => None,
+        };
+        let mut keep: HashSet<String> =
+            resumed.iter().map(|r| r.record.upload_id.clone()).collect();
+        if let Some((u, key, _)) = &records {
+            keep.extend(self.live_uploads(u, &job.dst, key).await);
+        }
+        self.abort_stale_uploads(store, &job.dst, &keep).await;
+        let (upload_id, start, record) = match resumed {
+            Some(r) => (r.record.upload_id.clone(), r.start, Some(r.record)),
+            None => {
+                let id = self.create_upload(job, src, plan, &tags).await?;
+                let record = records.as_ref().map(|(_, _, shape)| Record {
+                    upload_id: id.clone(),
+                    dst: [
+                        job.dst.endpoint.clone(),
+                        job.dst.bucket.clone(),
+                        job.dst.key.clone(),
+                    ],
+                    src: [
+                        job.src.endpoint.clone(),
+                        job.src.bucket.clone(),
+                        job.src.key.clone(),
+                    ],
+                    src_version: job.src_version.clone(),
+                    src_etag: src.facts.etag.clone().unwrap_or_default(),
+                    shape: *shape,
+                    started_ms: resume::now_ms(),
+                    updated_ms: 0,
+                    parts_done: 0,
+                    hashed_through: 0,
+                    md5_state: None,
+                });
+                (id, Start::default(), record)
+            }
+        };
+        let recorder = match (&records, record) {
+            (Some((u, key, _)), Some(record)) => {
+                Some(u.begin(key.clone(), record, start.done.clone()).await)
+            }
+            _ => None,
+        };
+        let uploaded = tokio::select! {
+            r = self.upload_parts(job, src, plan, &upload_id, start, recorder.as_ref()) => r,
+            () = cancel.cancelled() => Err(ExecError::Cancelled),
+        };
+        let result = match uploaded {
+            Ok((parts, expected)) => tokio::select! {
+                r = self.complete(store, job, src, &upload_id, parts, expected.as_deref()) => r,
+                () = cancel.cancelled() => Err(ExecError::Cancelled),
+            },
+            Err(e) => Err(e),
+        };
+        let kept = match (&result, &recorder) {
+            (Err(e), Some(recorder)) if keeps_upload(e) => {
+                recorder.flush().await;
+                info!(
+                    upload_id,
+                    error = %e,
+                    "multipart upload kept for the next delivery to resume"
+                );
+                true
+            }
+            _ => false,
+        };
+        if kept {
+            return result;
+        }
+        // Done with the record: stop its writer, then remove it.
+        let record = recorder.as_ref().and_then(Recorder::record);
+        drop(recorder);
+        if let Err(e) = &result {
+            debug!(error = %e, upload_id, "aborting multipart upload");
+            self.abort_upload(store, &job.dst, &upload_id).await;
+        }
+        if let (Some((u, key, _)), Some(record)) = (&records, record) {
+            u.remove(key, &record).await;
+        }
+        if result.is_ok() {
+            self.verify_tags(&job.dst, &tags).await;
+            // A CreateMultipartUpload whose response was lost made the SDK
+            // create a second upload; the first is left for no one.
+            let mut keep = HashSet::new();
+            if let Some((u, key, _)) = &records {
+                keep.extend(self.live_uploads(u, &job.dst, key).await);
+            }
+            self.abort_stale_uploads(store, &job.dst, &keep).await;
+        }
+        result
+    }
+
+    async fn create_upload(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        plan: &CopyPlan,
+        tags: &[(String, String)],
+    ) -> Result<String, ExecError> {
+        let store = self.store(&job.dst)?;
         let t = target(&job.dst);
-        self.abort_stale_uploads(store, &job.dst).await;
         let a = &src.attrs;
         let mut req = store
             .client
@@ -46,81 +200,266 @@ impl Executor {
             })?
             .to_owned();
         debug!(upload_id, "multipart upload created");
-        let uploaded = tokio::select! {
-            r = self.upload_parts(job, src, plan, &upload_id) => r,
-            () = cancel.cancelled() => Err(ExecError::Cancelled),
-        };
-        let result = match uploaded {
-            Ok((parts, expected)) => tokio::select! {
-                r = self.complete(store, job, src, &upload_id, parts, expected.as_deref()) => r,
-                () = cancel.cancelled() => Err(ExecError::Cancelled),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            debug!(error = %e, upload_id, "aborting multipart upload");
-            let abort = store
-                .client
-                .abort_multipart_upload()
-                .bucket(&job.dst.bucket)
-                .key(&job.dst.key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            if let Err(ae) = abort {
-                warn!(
-                    upload_id,
-                    error = %classify("AbortMultipartUpload", &t, ae),
-                    "could not abort the multipart upload; a bucket lifecycle rule AbortIncompleteMultipartUpload cleans it up"
-                );
-            }
-        } else {
-            self.verify_tags(&job.dst, &tags).await;
-            // A CreateMultipartUpload whose response was lost made the SDK
-            // create a second upload; the first is left for no one.
-            self.abort_stale_uploads(store, &job.dst).await;
-        }
-        result
+        Ok(upload_id)
     }
 
-    /// Uploads every part; returns them in order with the ETag the
-    /// completed object must have (streamed parts only: the MD5 of their
-    /// MD5s). A streamed copy of a source whose ETag is its MD5 hashes the
-    /// parts in order too, and fails before completion if the bytes read
-    /// were not the source's.
+    /// The upload an earlier delivery of this copy recorded, if it can be
+    /// resumed; a record that cannot is removed and its upload aborted.
+    async fn find_resumable(
+        &self,
+        store: &Store,
+        job: &CopyJob,
+        uploads: &Uploads,
+        key: &str,
+        shape: &Shape,
+        hashing: bool,
+    ) -> Result<Option<Resumed>, ExecError> {
+        let loaded = match uploads.load(key).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot read multipart resume records; starting a new upload");
+                return Ok(None);
+            }
+        };
+        let Some((record, parts)) = loaded else {
+            return Ok(None);
+        };
+        let upload_id = record.upload_id.clone();
+        let listed = match self.list_parts(store, &job.dst, &upload_id).await {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => {
+                info!(upload_id, "the recorded upload is gone; starting over");
+                uploads.remove(key, &record).await;
+                return Ok(None);
+            }
+            Err(e @ ExecError::Unreadable { .. }) => {
+                // moto 5.2 answers ListParts with a root element the SDK
+                // rejects (ListPartsResponse); such a store cannot resume.
+                warn!(upload_id, error = %e, "cannot read the parts of the recorded upload; starting the copy over instead of resuming it");
+                self.abort_upload(store, &job.dst, &upload_id).await;
+                uploads.remove(key, &record).await;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut decision = resume::decide(&record, &parts, &listed, shape, hashing);
+        if let Decision::Resume {
+            hashed: Some((k, state)),
+            ..
+        } = &decision
+            && OrderedMd5::resume(state, *k).is_none()
+        {
+            decision = Decision::StartOver("the record's MD5 state is unusable");
+        }
+        match decision {
+            Decision::Resume { done, hashed } => {
+                info!(
+                    upload_id,
+                    parts_done = done.len(),
+                    parts_total = shape.parts_total,
+                    "resuming a multipart copy an earlier delivery began"
+                );
+                Ok(Some(Resumed {
+                    record,
+                    start: Start { done, hashed },
+                }))
+            }
+            Decision::StartOver(why) => {
+                info!(upload_id, why, "starting the multipart copy over");
+                self.abort_upload(store, &job.dst, &upload_id).await;
+                uploads.remove(key, &record).await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Upload ids of other copies to `dst` that are running now (their
+    /// records are fresh): not stale, whatever else they are. Records of
+    /// copies that stopped long ago are removed; their uploads are stale.
+    async fn live_uploads(&self, uploads: &Uploads, dst: &ObjectRef, ours: &str) -> Vec<String> {
+        let records = match uploads.for_destination(dst).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "cannot list resume records of this key");
+                return Vec::new();
+            }
+        };
+        let mut live = Vec::new();
+        for (key, record) in records {
+            if key == ours {
+                continue;
+            }
+            if uploads.is_live(&record) {
+                live.push(record.upload_id);
+            } else {
+                uploads.remove(&key, &record).await;
+            }
+        }
+        live
+    }
+
+    /// Every part the store holds for `upload_id`.
+    async fn list_parts(
+        &self,
+        store: &Store,
+        dst: &ObjectRef,
+        upload_id: &str,
+    ) -> Result<Vec<ListedPart>, ExecError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = store
+                .client
+                .list_parts()
+                .bucket(&dst.bucket)
+                .key(&dst.key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify("ListParts", &target(dst), e))?;
+            for p in out.parts() {
+                let Some(number) = p.part_number() else {
+                    continue;
+                };
+                parts.push(ListedPart {
+                    number,
+                    etag: p.e_tag().map(str::to_owned),
+                    size: p.size().and_then(|s| u64::try_from(s).ok()),
+                });
+            }
+            let next = out.next_part_number_marker().map(str::to_owned);
+            if out.is_truncated() != Some(true) || next.is_none() || next == marker {
+                return Ok(parts);
+            }
+            marker = next;
+        }
+    }
+
+    /// Aborts `upload_id`; a failure is logged (a lifecycle rule cleans up).
+    async fn abort_upload(&self, store: &Store, dst: &ObjectRef, upload_id: &str) {
+        let abort = store
+            .client
+            .abort_multipart_upload()
+            .bucket(&dst.bucket)
+            .key(&dst.key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(ae) = abort {
+            warn!(
+                upload_id,
+                error = %classify("AbortMultipartUpload", &target(dst), ae),
+                "could not abort the multipart upload; a bucket lifecycle rule AbortIncompleteMultipartUpload cleans it up"
+            );
+        }
+    }
+
+    /// Gives up a copy for good (its job is dead-lettered): aborts the
+    /// uploads its earlier deliveries kept for resuming, and their records.
+    pub async fn abandon(&self, job: &CopyJob) {
+        let (Some(uploads), Ok(store)) = (&self.uploads, self.store(&job.dst)) else {
+            return;
+        };
+        let Ok(records) = uploads.for_destination(&job.dst).await else {
+            return;
+        };
+        for (key, record) in records {
+            let same_source = record.src
+                == [
+                    job.src.endpoint.clone(),
+                    job.src.bucket.clone(),
+                    job.src.key.clone(),
+                ]
+                && record.src_version == job.src_version;
+            if same_source {
+                info!(
+                    upload_id = record.upload_id,
+                    "aborting the upload of a copy given up"
+                );
+                self.abort_upload(store, &job.dst, &record.upload_id).await;
+                uploads.remove(&key, &record).await;
+            }
+        }
+    }
+
+    /// Uploads every part not in `start.done`; returns all parts in order
+    /// with the ETag the completed object must have (when every part's MD5
+    /// is known: the MD5 of their MD5s). A streamed copy of a source whose
+    /// ETag is its MD5 hashes the parts in order too (continuing from
+    /// `start.hashed`), and fails before completion if the bytes read were
+    /// not the source's.
     async fn upload_parts(
         &self,
         job: &CopyJob,
         src: &Source,
         plan: &CopyPlan,
         upload_id: &str,
+        start: Start,
+        recorder: Option<&Recorder>,
     ) -> Result<(Vec<CompletedPart>, Option<String>), ExecError> {
         let parts = plan.method.parts(src.facts.size);
         let count = i32::try_from(parts.len()).unwrap_or(i32::MAX);
         let server_side = matches!(plan.method, Method::ServerSideMultipart { .. });
-        let whole = (!server_side && src.md5.is_some()).then(OrderedMd5::default);
+        let whole =
+            match (&start.hashed, !server_side && src.md5.is_some()) {
+                (_, false) => None,
+                (None, true) => Some(OrderedMd5::default()),
+                (Some((k, state)), true) => Some(OrderedMd5::resume(state, *k).ok_or_else(
+                    || ExecError::Internal {
+                        op: "UploadPart",
+                        target: target(&job.dst),
+                        detail: "the resume record's MD5 state is unusable".to_owned(),
+                    },
+                )?),
+            };
         let whole = whole.as_ref();
         if !server_side && src.md5.is_none() {
             self.note_unverified_read(self.store(&job.src)?, src);
         }
-        // Streamed parts take their buffer permits in part order (see
-        // `OrderedMd5`): part n waits for part n-1 to hold its permit.
-        let turn = tokio::sync::watch::Sender::new(1i32);
-        let turn = &turn;
-        let mut done: Vec<(CompletedPart, Option<Md5>)> = futures::stream::iter(parts)
-            .map(|part| async move {
-                if server_side {
-                    let done = self.copy_part(job, src, upload_id, &part).await?;
-                    return Ok((done, None));
-                }
-                let permit = self.part_permit(&part, turn).await?;
-                let done = self.stream_part(job, src, upload_id, &part, whole).await;
-                drop(permit);
-                done
+        let mut done: Vec<(CompletedPart, Option<Md5>)> = start
+            .done
+            .iter()
+            .map(|(n, p)| {
+                let part = CompletedPart::builder()
+                    .part_number(*n)
+                    .e_tag(p.etag.clone())
+                    .build();
+                let md5 = p.md5.as_deref().and_then(integrity::parse_plain);
+                (part, md5)
             })
-            .buffer_unordered(self.copy.part_concurrency)
-            .try_collect()
-            .await?;
+            .collect();
+        let todo: Vec<Part> = parts
+            .into_iter()
+            .filter(|p| !start.done.contains_key(&p.number))
+            .collect();
+        // Streamed parts take their buffer permits in part order (see
+        // `OrderedMd5`): the n-th part to send waits for the one before it.
+        let turn = tokio::sync::watch::Sender::new(0usize);
+        let turn = &turn;
+        let sent: Vec<(CompletedPart, Option<Md5>)> =
+            futures::stream::iter(todo.into_iter().enumerate())
+                .map(|(i, part)| async move {
+                    if server_side {
+                        let done = self.copy_part(job, src, upload_id, &part).await?;
+                        if let Some(r) = recorder {
+                            let etag = done.e_tag().unwrap_or_default().to_owned();
+                            r.part_done(part.number, PartDone { etag, md5: None }, None)
+                                .await;
+                        }
+                        return Ok((done, None));
+                    }
+                    let permit = self.part_permit(i, &part, turn).await?;
+                    let done = self
+                        .stream_part(job, src, upload_id, &part, whole, recorder)
+                        .await;
+                    drop(permit);
+                    done
+                })
+                .buffer_unordered(self.copy.part_concurrency)
+                .try_collect()
+                .await?;
+        done.extend(sent);
         done.sort_by_key(|(p, _)| p.part_number());
         if let (Some(whole), Some(want)) = (whole, src.md5) {
             let got = whole.finish(count).ok_or_else(|| ExecError::Internal {
@@ -146,15 +485,16 @@ impl Executor {
     /// it took its own.
     async fn part_permit(
         &self,
+        index: usize,
         part: &Part,
-        turn: &tokio::sync::watch::Sender<i32>,
+        turn: &tokio::sync::watch::Sender<usize>,
     ) -> Result<OwnedSemaphorePermit, ExecError> {
         let mut rx = turn.subscribe();
-        rx.wait_for(|n| *n >= part.number)
+        rx.wait_for(|n| *n >= index)
             .await
             .map_err(|_| ExecError::Cancelled)?;
         let permit = self.buffer_permit(part.len()).await;
-        turn.send_modify(|n| *n = part.number + 1);
+        turn.send_modify(|n| *n = index + 1);
         permit
     }
 
@@ -215,6 +555,7 @@ impl Executor {
         upload_id: &str,
         part: &Part,
         whole: Option<&OrderedMd5>,
+        recorder: Option<&Recorder>,
     ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
         let bytes = self.get_bytes(job, src, Some(part)).await?;
         let store = self.store(&job.dst)?;
@@ -242,11 +583,12 @@ impl Executor {
             .map_err(|e| classify("UploadPart", &target(&job.dst), e))
         };
         let feed = async {
-            if let Some(whole) = whole {
-                whole.feed(part.number, bytes).await;
+            match whole {
+                Some(whole) => whole.feed(part.number, bytes).await,
+                None => None,
             }
         };
-        let (out, ()) = tokio::join!(upload, feed);
+        let (out, md5_state) = tokio::join!(upload, feed);
         let out = out?;
         let ctx = written_context(
             store,
@@ -273,6 +615,14 @@ impl Executor {
             .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
             .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
             .build();
+        if let Some(r) = recorder {
+            let done = PartDone {
+                etag: part.e_tag().unwrap_or_default().to_owned(),
+                md5: digest.as_ref().map(integrity::hex),
+            };
+            r.part_done(part.part_number().unwrap_or(0), done, md5_state)
+                .await;
+        }
         Ok((part, digest))
     }
 
@@ -319,9 +669,10 @@ impl Executor {
             .build())
     }
 
-    /// Aborts uploads left for this exact key by an agent that died mid-copy.
+    /// Aborts uploads left for this exact key by an agent that died mid-copy,
+    /// except those in `keep` (being resumed, or of a copy running now).
     /// s3rf owns in-progress uploads of the keys it writes.
-    async fn abort_stale_uploads(&self, store: &Store, dst: &ObjectRef) {
+    async fn abort_stale_uploads(&self, store: &Store, dst: &ObjectRef, keep: &HashSet<String>) {
         let listed = store
             .client
             .list_multipart_uploads()
@@ -340,7 +691,7 @@ impl Executor {
             let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                 continue;
             };
-            if key != dst.key {
+            if key != dst.key || keep.contains(id) {
                 continue;
             }
             let res = store
@@ -361,5 +712,61 @@ impl Executor {
                 }
             }
         }
+    }
+}
+
+/// The part layout of a multipart plan.
+fn shape_of(plan: &CopyPlan, size: u64) -> Option<Shape> {
+    match plan.method {
+        Method::ServerSideMultipart { part_size, parts }
+        | Method::StreamedMultipart { part_size, parts } => Some(Shape {
+            size,
+            part_size,
+            parts_total: i32::try_from(parts).ok()?,
+            server_side: matches!(plan.method, Method::ServerSideMultipart { .. }),
+        }),
+        Method::ServerSideCopy | Method::Put => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_failures_keep_an_upload_for_resuming() {
+        let t = Target {
+            endpoint: "e".into(),
+            bucket: "b".into(),
+            key: Some("k".into()),
+        };
+        let service = |code: &str, retryable| ExecError::Service {
+            op: "UploadPart",
+            target: t.clone(),
+            status: 503,
+            code: code.to_owned(),
+            message: String::new(),
+            hint: "",
+            retryable,
+        };
+        assert!(keeps_upload(&ExecError::Cancelled));
+        assert!(keeps_upload(&service("SlowDown", true)));
+        assert!(keeps_upload(&ExecError::Transport {
+            op: "UploadPart",
+            target: t.clone(),
+            detail: "reset".into()
+        }));
+        assert!(!keeps_upload(&service("NoSuchUpload", true)), "it is gone");
+        assert!(!keeps_upload(&service("AccessDenied", false)));
+        assert!(
+            !keeps_upload(&ExecError::SourceChanged(t.clone())),
+            "the parts hold the old bytes"
+        );
+        assert!(!keeps_upload(&ExecError::Corrupt {
+            stage: "read from the source",
+            target: t,
+            expected: "a".into(),
+            got: "b".into()
+        }));
     }
 }

@@ -52,7 +52,10 @@ impl BigCopy {
 }
 
 /// SIGKILL in the middle of a multipart copy: a second agent gets the job by
-/// redelivery, aborts the orphaned upload and completes the object.
+/// redelivery and completes the object. moto cannot list the parts of the
+/// recorded upload (its ListParts answer has a root element the SDK
+/// rejects), so the second agent aborts that upload and starts over rather
+/// than resume it; resuming is tested on s3s-fs in `faults`.
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_agent_mid_multipart_is_completed_by_another() {
     let env = TestEnv::new().await;
@@ -78,7 +81,9 @@ async fn killed_agent_mid_multipart_is_completed_by_another() {
     assert!(c.arrived_whole().await, "object not whole");
     assert_eq!(open_uploads(moto, dst).await, Vec::<String>::new());
     assert!(
-        second.log().contains("aborted a stale multipart upload"),
+        second.log().contains(
+            "cannot read the parts of the recorded upload; starting the copy over instead of resuming it"
+        ),
         "{}",
         second.log()
     );
@@ -107,10 +112,11 @@ async fn sigterm_finishes_in_flight_copies_then_exits_zero() {
     assert_eq!(env.jobs_in_stream().await, 0, "job not acked before exit");
 }
 
-/// Past the grace period the copy is aborted: its upload is removed, the job
-/// goes back to the queue, and the agent still exits 0.
+/// Past the grace period the copy is stopped: its upload is kept for the
+/// next delivery to resume, the job goes back to the queue, and the agent
+/// still exits 0. The next agent finishes the copy and no upload is left.
 #[tokio::test(flavor = "multi_thread")]
-async fn grace_expiry_aborts_upload_and_returns_the_job() {
+async fn grace_expiry_keeps_the_upload_and_returns_the_job() {
     let env = TestEnv::new().await;
     let c = big_copy(&env, "grace", BIG, 6).await;
     let (moto, dst) = (&c.moto, &c.dst);
@@ -126,10 +132,17 @@ async fn grace_expiry_aborts_upload_and_returns_the_job() {
     let status = agent.wait_exit(Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0), "{}", agent.log());
     assert!(!exists(moto, dst, "big").await);
-    assert_eq!(
-        open_uploads(moto, dst).await,
-        Vec::<String>::new(),
-        "upload left dangling"
+    let kept = open_uploads(moto, dst).await;
+    assert!(
+        kept.len() == 1 && kept[0].starts_with("big:"),
+        "the upload is kept for resuming: {kept:?}"
+    );
+    assert!(
+        agent
+            .log()
+            .contains("multipart upload kept for the next delivery to resume"),
+        "{}",
+        agent.log()
     );
     assert_eq!(env.jobs_in_stream().await, 1, "the job must stay queued");
     assert_eq!(env.dead_letter_count().await, 0);
@@ -138,6 +151,7 @@ async fn grace_expiry_aborts_upload_and_returns_the_job() {
     let _next = env.spawn_agent(&AgentOpts::default()).await;
     env.wait_jobs_done().await;
     assert!(c.arrived_whole().await);
+    assert_eq!(open_uploads(moto, dst).await, Vec::<String>::new());
 }
 
 /// A copy that runs longer than ack_wait is kept alive by progress acks and is
@@ -469,4 +483,86 @@ async fn a_server_list_connects_and_an_agent_waits_for_nats_to_come_up() {
         .await;
     env.wait_jobs_done().await;
     assert_eq!(get(&moto, &b, "after-wait").await, b"seeded");
+}
+
+/// Uploads another copy of the same key is resuming are not "stale": a copy
+/// leaves alone an upload whose resume record was written just now (its
+/// agent is working on it) and aborts one whose record is old (its agent is
+/// gone), removing that record too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_aborts_only_uploads_no_running_copy_owns() {
+    use s3rf_agent::resume::{self, Record, Shape};
+    let env = TestEnv::new().await;
+    let c = big_copy(&env, "owned", 12 * MIB, 77).await;
+    let (moto, dst) = (&c.moto, &c.dst);
+    let agent = env.spawn_agent(&AgentOpts::default()).await;
+    let kv = env
+        .js
+        .get_key_value("s3rf-uploads")
+        .await
+        .expect("uploads kv");
+    let obj = |endpoint: &str, bucket: &str| s3rf_agent::job::ObjectRef {
+        endpoint: endpoint.to_owned(),
+        bucket: bucket.to_owned(),
+        key: "big".to_owned(),
+    };
+    let mut ids = Vec::new();
+    let mut keys = Vec::new();
+    for (etag, age_ms) in [("older-source-1", 0), ("older-source-2", 3_600_000)] {
+        let id = moto
+            .create_multipart_upload()
+            .bucket(dst)
+            .key("big")
+            .send()
+            .await
+            .expect("create")
+            .upload_id()
+            .expect("id")
+            .to_owned();
+        let key = resume::key_of(&obj("moto2", dst), &obj("moto", &c.src), None, etag);
+        let record = Record {
+            upload_id: id.clone(),
+            dst: ["moto2".into(), dst.clone(), "big".into()],
+            src: ["moto".into(), c.src.clone(), "big".into()],
+            src_version: None,
+            src_etag: etag.into(),
+            shape: Shape {
+                size: 12 * MIB as u64,
+                part_size: 5 * MIB as u64,
+                parts_total: 3,
+                server_side: false,
+            },
+            started_ms: resume::now_ms() - age_ms,
+            updated_ms: resume::now_ms() - age_ms,
+            parts_done: 0,
+            hashed_through: 0,
+            md5_state: None,
+        };
+        kv.put(&key, serde_json::to_vec(&record).unwrap().into())
+            .await
+            .expect("put record");
+        ids.push(id);
+        keys.push(key);
+    }
+    c.publish(&env).await;
+    env.wait_jobs_done().await;
+    assert!(c.arrived_whole().await, "{}", agent.log());
+    assert_eq!(
+        open_uploads(moto, dst).await,
+        vec![format!("big:{}", ids[0])],
+        "only the upload of the running copy stays\n{}",
+        agent.log()
+    );
+    assert!(kv.get(&keys[0]).await.expect("get").is_some());
+    assert!(
+        kv.get(&keys[1]).await.expect("get").is_none(),
+        "the old record is removed"
+    );
+    moto.abort_multipart_upload()
+        .bucket(dst)
+        .key("big")
+        .upload_id(&ids[0])
+        .send()
+        .await
+        .expect("abort");
 }

@@ -1,0 +1,725 @@
+//! Resume records of multipart copies, so that a redelivered copy (after
+//! SIGKILL, a lost node or a shutdown whose grace ran out) uploads only the
+//! parts that are missing instead of starting over.
+//!
+//! A record lives in the KV bucket `<prefix>-uploads` (entries expire after
+//! `[copy] resume_ttl_secs`), under two kinds of key:
+//! - `<d>.<s>`: the [`Record`] of one copy: its upload id, part layout and,
+//!   for a source whose ETag is its MD5, the MD5 state of the parts read so
+//!   far. `d` names the destination object, `s` the source object and ETag,
+//!   so a changed source never resumes an upload of its old bytes.
+//! - `<d>.<s>.c<n>`: parts `1000n+1 ..= 1000n+1000` that are stored and
+//!   checked, with their ETag and MD5 ([`PartDone`]).
+//!
+//! A part counts as done only when the record says so *and* ListParts lists
+//! it with the same ETag ([`decide`], pure). The [`Recorder`] writes a part
+//! before that part's slot is freed, so at most `part_concurrency` finished
+//! parts can be unrecorded when an agent dies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use crate::jetstream::QueueError;
+use crate::job::ObjectRef;
+use crate::migration::entity_hash;
+use crate::names::Names;
+
+/// Parts per chunk key.
+pub const CHUNK: i32 = 1000;
+
+/// How long a part waits for its record to be written before it moves on
+/// anyway (the record is an optimisation; the part itself is durable).
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+
+/// One multipart copy in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The destination's upload id.
+    pub upload_id: String,
+    /// Destination endpoint, bucket and key.
+    pub dst: [String; 3],
+    /// Source endpoint, bucket and key.
+    pub src: [String; 3],
+    /// Source version, when the job named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_version: Option<String>,
+    /// The source ETag the parts were read under.
+    pub src_etag: String,
+    /// The part layout.
+    #[serde(flatten)]
+    pub shape: Shape,
+    /// When the upload was created (ms since the epoch).
+    pub started_ms: i64,
+    /// When an agent last wrote this record (it rewrites it while it works).
+    pub updated_ms: i64,
+    /// Parts recorded as done.
+    pub parts_done: u32,
+    /// Parts `1..=hashed_through` are in `md5_state`.
+    #[serde(default)]
+    pub hashed_through: i32,
+    /// The MD5 state (RustCrypto's serialized form, base64) of the source
+    /// bytes of parts `1..=hashed_through`, for the whole-object read check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5_state: Option<String>,
+}
+
+/// The part layout of a multipart copy; a record of another layout is not
+/// resumed (the part size or the object changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    /// Object size.
+    pub size: u64,
+    /// Part size (the last part may be shorter).
+    pub part_size: u64,
+    /// Number of parts.
+    pub parts_total: i32,
+    /// UploadPartCopy (true) or ranged GET into UploadPart (false).
+    pub server_side: bool,
+}
+
+/// A part that is stored and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartDone {
+    /// The ETag UploadPart or UploadPartCopy returned.
+    pub etag: String,
+    /// The MD5 of the part's bytes (hex), when it was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+}
+
+/// A part as ListParts reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPart {
+    /// Part number.
+    pub number: i32,
+    /// ETag.
+    pub etag: Option<String>,
+    /// Size in bytes, when reported.
+    pub size: Option<u64>,
+}
+
+/// What a redelivered copy does with a record it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Upload the parts not in `done`; continue the whole-object MD5 from
+    /// `hashed` (parts `1..=n` and their state) when the copy checks it.
+    Resume {
+        done: BTreeMap<i32, PartDone>,
+        hashed: Option<(i32, String)>,
+    },
+    /// Abort the recorded upload and start a new one, for this reason.
+    StartOver(&'static str),
+}
+
+fn unquoted(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+/// The length of part `number` of `shape`.
+fn part_len(shape: &Shape, number: i32) -> u64 {
+    let start = u64::try_from(number - 1).unwrap_or(0) * shape.part_size;
+    shape.size.saturating_sub(start).min(shape.part_size)
+}
+
+/// The pure resume rule. A part is done when the record has it and ListParts
+/// lists it with the same ETag and size (each where the store lists it). A copy
+/// that checks the whole object's MD5 (`hashing`) resumes only from the
+/// hashed prefix: every part in it must be done, and later parts are sent
+/// again so their bytes are hashed.
+pub fn decide(
+    record: &Record,
+    recorded: &BTreeMap<i32, PartDone>,
+    listed: &[ListedPart],
+    shape: &Shape,
+    hashing: bool,
+) -> Decision {
+    if record.shape != *shape {
+        return Decision::StartOver("the object or the part size changed");
+    }
+    let listed: BTreeMap<i32, &ListedPart> = listed.iter().map(|p| (p.number, p)).collect();
+    let mut done: BTreeMap<i32, PartDone> = recorded
+        .iter()
+        .filter(|(n, part)| {
+            (1..=shape.parts_total).contains(*n)
+                && listed.get(*n).is_some_and(|l| {
+                    // s3s-fs lists parts without ETags: the size must do.
+                    l.etag
+                        .as_deref()
+                        .is_none_or(|e| unquoted(e) == unquoted(&part.etag))
+                        && l.size.is_none_or(|s| s == part_len(shape, **n))
+                })
+        })
+        .map(|(n, p)| (*n, p.clone()))
+        .collect();
+    if !hashing {
+        return Decision::Resume { done, hashed: None };
+    }
+    let k = record.hashed_through;
+    let state = match (k, &record.md5_state) {
+        (0, _) => None,
+        (k, Some(state)) if k > 0 && k <= shape.parts_total => Some((k, state.clone())),
+        _ => return Decision::StartOver("the record's MD5 state is unusable"),
+    };
+    if (1..=k).any(|n| !done.contains_key(&n)) {
+        return Decision::StartOver("a part the record has hashed is not in the upload");
+    }
+    done.retain(|n, _| *n <= k);
+    Decision::Resume {
+        done,
+        hashed: state,
+    }
+}
+
+/// The largest `k` with parts `1..=k` all in `parts`.
+fn contiguous(parts: &BTreeMap<i32, PartDone>) -> i32 {
+    let mut k = 0;
+    for n in parts.keys() {
+        if *n != k + 1 {
+            break;
+        }
+        k = *n;
+    }
+    k
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn err(e: impl std::fmt::Display, name: &str) -> QueueError {
+    QueueError::Setup {
+        what: "key-value bucket",
+        name: name.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// The destination token of record keys.
+fn dst_token(dst: &ObjectRef) -> String {
+    format!("d{}", entity_hash(&[&dst.endpoint, &dst.bucket, &dst.key]))
+}
+
+/// The key of the record of copying `src` (at `version`, with `etag`) to `dst`.
+pub fn key_of(dst: &ObjectRef, src: &ObjectRef, version: Option<&str>, etag: &str) -> String {
+    let s = entity_hash(&[
+        &src.endpoint,
+        &src.bucket,
+        &src.key,
+        version.unwrap_or(""),
+        unquoted(etag),
+    ]);
+    format!("{}.s{s}", dst_token(dst))
+}
+
+fn chunk_key(key: &str, chunk: i32) -> String {
+    format!("{key}.c{chunk}")
+}
+
+fn chunk_of(part: i32) -> i32 {
+    (part - 1) / CHUNK
+}
+
+/// The record store.
+#[derive(Debug, Clone)]
+pub struct Uploads {
+    kv: kv::Store,
+    /// A record written within this long belongs to a copy that is running.
+    liveness: Duration,
+}
+
+impl Uploads {
+    /// Opens (or creates) the bucket with entries kept for `ttl`. A record
+    /// not rewritten for `liveness` belongs to no running copy.
+    pub async fn open(
+        js: &jetstream::Context,
+        names: &Names,
+        replicas: usize,
+        ttl: Duration,
+        liveness: Duration,
+    ) -> Result<Self, QueueError> {
+        let bucket = names.uploads_kv();
+        let kv = match js.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    description: "s3rf: multipart copies in progress, for resuming them".to_owned(),
+                    history: 1,
+                    max_age: ttl,
+                    num_replicas: replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| err(e, &bucket))?,
+        };
+        Ok(Self { kv, liveness })
+    }
+
+    /// The bucket if an agent created it (for read-only views).
+    pub async fn existing(
+        js: &jetstream::Context,
+        names: &Names,
+        liveness: Duration,
+    ) -> Option<Self> {
+        let kv = js.get_key_value(names.uploads_kv()).await.ok()?;
+        Some(Self { kv, liveness })
+    }
+
+    /// Whether a record written at `updated_ms` belongs to a running copy.
+    pub fn is_live(&self, record: &Record) -> bool {
+        let age = now_ms().saturating_sub(record.updated_ms);
+        u128::try_from(age).unwrap_or(0) < self.liveness.as_millis()
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, QueueError> {
+        let entry = self.kv.entry(key).await.map_err(|e| err(e, key))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&entry.value) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                warn!(key, error = %e, "ignoring an unreadable multipart resume record");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The record under `key` and its recorded parts.
+    pub async fn load(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Record, BTreeMap<i32, PartDone>)>, QueueError> {
+        let Some(record) = self.get_json::<Record>(key).await? else {
+            return Ok(None);
+        };
+        let mut parts = BTreeMap::new();
+        let chunks = (record.shape.parts_total.max(1) - 1) / CHUNK;
+        for c in 0..=chunks {
+            if let Some(chunk) = self
+                .get_json::<BTreeMap<i32, PartDone>>(&chunk_key(key, c))
+                .await?
+            {
+                parts.extend(chunk);
+            }
+        }
+        Ok(Some((record, parts)))
+    }
+
+    /// Removes the record under `key` with its parts.
+    pub async fn remove(&self, key: &str, record: &Record) {
+        let chunks = (record.shape.parts_total.max(1) - 1) / CHUNK;
+        for k in (0..=chunks)
+            .map(|c| chunk_key(key, c))
+            .chain(std::iter::once(key.to_owned()))
+        {
+            if let Err(e) = self.kv.purge(&k).await {
+                debug!(key = k, error = %e, "cannot remove a resume record; it expires");
+            }
+        }
+    }
+
+    /// Record keys matching `filter` (a key pattern with `*`).
+    async fn keys(&self, filter: &str) -> Result<Vec<String>, QueueError> {
+        let subjects = format!("{}{filter}", self.kv.prefix);
+        let mut info = self
+            .kv
+            .stream
+            .info_with_subjects(&subjects)
+            .await
+            .map_err(|e| err(e, &subjects))?;
+        let mut keys = Vec::new();
+        while let Some((subject, _)) = info.try_next().await.map_err(|e| err(e, &subjects))? {
+            if let Some(key) = subject.strip_prefix(&self.kv.prefix) {
+                keys.push(key.to_owned());
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Every record of a copy to `dst`, with its key.
+    pub async fn for_destination(
+        &self,
+        dst: &ObjectRef,
+    ) -> Result<Vec<(String, Record)>, QueueError> {
+        self.records(&format!("{}.*", dst_token(dst))).await
+    }
+
+    /// Every record, with its key (for `status`).
+    pub async fn all(&self) -> Result<Vec<(String, Record)>, QueueError> {
+        self.records("*.*").await
+    }
+
+    async fn records(&self, filter: &str) -> Result<Vec<(String, Record)>, QueueError> {
+        let mut out = Vec::new();
+        for key in self.keys(filter).await? {
+            if let Some(r) = self.get_json::<Record>(&key).await? {
+                out.push((key, r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts recording a copy: writes `record` (a new upload) and returns
+    /// the recorder its parts report to. `done` are parts an earlier
+    /// delivery finished.
+    pub async fn begin(
+        &self,
+        key: String,
+        mut record: Record,
+        done: BTreeMap<i32, PartDone>,
+    ) -> Recorder {
+        record.parts_done = u32::try_from(done.len()).unwrap_or(u32::MAX);
+        record.updated_ms = now_ms();
+        match serde_json::to_vec(&record) {
+            Ok(v) => {
+                if let Err(e) = self.kv.put(&key, Bytes::from(v)).await {
+                    warn!(error = %e, "cannot record the multipart upload; a redelivery would start over");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot encode the multipart record"),
+        }
+        let mut chunks: BTreeMap<i32, BTreeMap<i32, PartDone>> = BTreeMap::new();
+        for (n, p) in done {
+            chunks.entry(chunk_of(n)).or_default().insert(n, p);
+        }
+        let inner = Arc::new(Inner {
+            kv: self.kv.clone(),
+            key,
+            state: Mutex::new(State {
+                record,
+                chunks,
+                dirty: BTreeSet::new(),
+                states: BTreeMap::new(),
+                generation: 0,
+            }),
+            wake: tokio::sync::Notify::new(),
+            written: tokio::sync::watch::Sender::new(0),
+        });
+        let heartbeat = (self.liveness / 4).max(Duration::from_millis(200));
+        let task = tokio::spawn(writer(inner.clone(), heartbeat));
+        Recorder { inner, task }
+    }
+}
+
+struct State {
+    record: Record,
+    /// Recorded parts by chunk.
+    chunks: BTreeMap<i32, BTreeMap<i32, PartDone>>,
+    /// Chunks changed since the last write.
+    dirty: BTreeSet<i32>,
+    /// MD5 state after each part not yet folded into the record.
+    states: BTreeMap<i32, String>,
+    /// Changes made; the writer reports how many it wrote.
+    generation: u64,
+}
+
+struct Inner {
+    kv: kv::Store,
+    key: String,
+    state: Mutex<State>,
+    wake: tokio::sync::Notify,
+    written: tokio::sync::watch::Sender<u64>,
+}
+
+impl Inner {
+    /// Writes what changed: chunks first, then the record that counts them.
+    async fn write(&self) {
+        let (generation, chunks, record) = {
+            let Ok(mut s) = self.state.lock() else { return };
+            let dirty = std::mem::take(&mut s.dirty);
+            let chunks: Vec<(i32, Vec<u8>)> = dirty
+                .into_iter()
+                .filter_map(|c| {
+                    let parts = s.chunks.get(&c)?;
+                    Some((c, serde_json::to_vec(parts).ok()?))
+                })
+                .collect();
+            let all: BTreeMap<i32, PartDone> = s
+                .chunks
+                .values()
+                .flat_map(|c| c.iter().map(|(n, p)| (*n, p.clone())))
+                .collect();
+            let k = contiguous(&all);
+            if let Some(state) = s.states.get(&k).cloned() {
+                s.record.hashed_through = k;
+                s.record.md5_state = Some(state);
+                s.states.retain(|n, _| *n > k);
+            }
+            s.record.parts_done = u32::try_from(all.len()).unwrap_or(u32::MAX);
+            s.record.updated_ms = now_ms();
+            (s.generation, chunks, serde_json::to_vec(&s.record).ok())
+        };
+        for (c, value) in chunks {
+            if let Err(e) = self
+                .kv
+                .put(chunk_key(&self.key, c), Bytes::from(value))
+                .await
+            {
+                warn!(error = %e, "cannot record finished parts; a redelivery may send them again");
+            }
+        }
+        if let Some(value) = record
+            && let Err(e) = self.kv.put(&self.key, Bytes::from(value)).await
+        {
+            warn!(error = %e, "cannot update the multipart record");
+        }
+        self.written.send_modify(|g| *g = (*g).max(generation));
+    }
+}
+
+/// Writes a copy's record as its parts finish, many parts per write, and
+/// rewrites it now and then while the copy runs so others see it is live.
+async fn writer(inner: Arc<Inner>, heartbeat: Duration) {
+    loop {
+        let _ = tokio::time::timeout(heartbeat, inner.wake.notified()).await;
+        inner.write().await;
+    }
+}
+
+/// Records the parts of one running copy.
+pub struct Recorder {
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("key", &self.inner.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Recorder {
+    /// The record's key.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// The record as last changed.
+    pub fn record(&self) -> Option<Record> {
+        self.inner.state.lock().ok().map(|s| s.record.clone())
+    }
+
+    /// Records part `number` as done (with the MD5 state after it, when
+    /// the copy hashes the whole object) and waits until that is written.
+    pub async fn part_done(&self, number: i32, part: PartDone, md5_state: Option<String>) {
+        let generation = {
+            let Ok(mut s) = self.inner.state.lock() else {
+                return;
+            };
+            s.chunks
+                .entry(chunk_of(number))
+                .or_default()
+                .insert(number, part);
+            s.dirty.insert(chunk_of(number));
+            if let Some(state) = md5_state {
+                s.states.insert(number, state);
+            }
+            s.generation += 1;
+            s.generation
+        };
+        self.inner.wake.notify_one();
+        let mut rx = self.inner.written.subscribe();
+        let _ = tokio::time::timeout(RECORD_WAIT, rx.wait_for(|g| *g >= generation)).await;
+    }
+
+    /// Writes anything not yet written (before the copy leaves the upload
+    /// for a redelivery).
+    pub async fn flush(&self) {
+        let _ = tokio::time::timeout(RECORD_WAIT, self.inner.write()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(parts: i32) -> Shape {
+        Shape {
+            size: u64::try_from(parts).unwrap() * 10 - 5,
+            part_size: 10,
+            parts_total: parts,
+            server_side: false,
+        }
+    }
+
+    fn record(parts: i32, hashed_through: i32) -> Record {
+        Record {
+            upload_id: "u".into(),
+            dst: ["d".into(), "b".into(), "k".into()],
+            src: ["s".into(), "b".into(), "k".into()],
+            src_version: None,
+            src_etag: "e".into(),
+            shape: shape(parts),
+            started_ms: 0,
+            updated_ms: 0,
+            parts_done: 0,
+            hashed_through,
+            md5_state: (hashed_through > 0).then(|| "STATE".to_owned()),
+        }
+    }
+
+    fn done(n: i32) -> (i32, PartDone) {
+        (
+            n,
+            PartDone {
+                etag: format!("\"e{n}\""),
+                md5: None,
+            },
+        )
+    }
+
+    fn listed(n: i32, len: u64) -> ListedPart {
+        ListedPart {
+            number: n,
+            etag: Some(format!("e{n}")),
+            size: Some(len),
+        }
+    }
+
+    fn resume(done: &[i32], hashed: Option<i32>) -> Decision {
+        Decision::Resume {
+            done: done.iter().map(|n| self::done(*n)).collect(),
+            hashed: hashed.map(|k| (k, "STATE".to_owned())),
+        }
+    }
+
+    #[test]
+    fn a_part_is_done_when_recorded_and_listed_alike() {
+        let rec = record(4, 0);
+        let recorded: BTreeMap<_, _> = [1, 2, 3].into_iter().map(done).collect();
+        let mut bad_etag = listed(2, 10);
+        bad_etag.etag = Some("other".into());
+        let table: Vec<(Vec<ListedPart>, Decision)> = vec![
+            // Listed and recorded: done; listed but unrecorded (4): sent again.
+            (
+                vec![listed(1, 10), listed(2, 10), listed(3, 10), listed(4, 5)],
+                resume(&[1, 2, 3], None),
+            ),
+            // Recorded but gone from the upload: sent again.
+            (vec![listed(1, 10), listed(3, 10)], resume(&[1, 3], None)),
+            // Another ETag: not the bytes we checked.
+            (
+                vec![listed(1, 10), bad_etag, listed(3, 10)],
+                resume(&[1, 3], None),
+            ),
+            // A short part.
+            (
+                vec![listed(1, 10), listed(2, 9), listed(3, 10)],
+                resume(&[1, 3], None),
+            ),
+            // A store that lists no ETags (s3s-fs): the size decides.
+            (
+                vec![
+                    ListedPart {
+                        etag: None,
+                        ..listed(1, 10)
+                    },
+                    ListedPart {
+                        etag: None,
+                        ..listed(2, 9)
+                    },
+                ],
+                resume(&[1], None),
+            ),
+            (vec![], resume(&[], None)),
+        ];
+        for (listed, want) in table {
+            assert_eq!(
+                decide(&rec, &recorded, &listed, &shape(4), false),
+                want,
+                "{listed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hashing_copy_resumes_from_its_hashed_prefix_only() {
+        let all: Vec<ListedPart> = (1..=4)
+            .map(|n| listed(n, if n == 4 { 5 } else { 10 }))
+            .collect();
+        let recorded: BTreeMap<_, _> = [1, 2, 3].into_iter().map(done).collect();
+        // Parts 1..=2 hashed: part 3 is sent again so its bytes are hashed.
+        assert_eq!(
+            decide(&record(4, 2), &recorded, &all, &shape(4), true),
+            resume(&[1, 2], Some(2))
+        );
+        // Nothing hashed yet: everything is sent, on the same upload.
+        assert_eq!(
+            decide(&record(4, 0), &recorded, &all, &shape(4), true),
+            resume(&[], None)
+        );
+        // A hashed part missing from the upload: the hash cannot be redone.
+        assert_eq!(
+            decide(&record(4, 2), &recorded, &all[1..], &shape(4), true),
+            Decision::StartOver("a part the record has hashed is not in the upload")
+        );
+        let mut no_state = record(4, 2);
+        no_state.md5_state = None;
+        assert!(matches!(
+            decide(&no_state, &recorded, &all, &shape(4), true),
+            Decision::StartOver(_)
+        ));
+    }
+
+    #[test]
+    fn another_layout_starts_over() {
+        let recorded: BTreeMap<_, _> = [1].into_iter().map(done).collect();
+        let mut other = shape(4);
+        other.part_size = 20;
+        assert!(matches!(
+            decide(&record(4, 0), &recorded, &[listed(1, 10)], &other, false),
+            Decision::StartOver(_)
+        ));
+    }
+
+    #[test]
+    fn keys_and_chunks() {
+        let d = ObjectRef {
+            endpoint: "e".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        let k1 = key_of(&d, &d, None, "\"abc\"");
+        assert_eq!(k1, key_of(&d, &d, None, "abc"), "quotes do not matter");
+        assert_ne!(k1, key_of(&d, &d, None, "abd"), "a changed source");
+        assert_ne!(k1, key_of(&d, &d, Some("v1"), "abc"));
+        assert!(k1.starts_with(&dst_token(&d)));
+        assert_eq!(k1.split('.').count(), 2, "records match <d>.*");
+        assert_eq!(chunk_key(&k1, 3).split('.').count(), 3);
+        assert_eq!((chunk_of(1), chunk_of(1000), chunk_of(1001)), (0, 0, 1));
+        let parts: BTreeMap<_, _> = [1, 2, 4].into_iter().map(done).collect();
+        assert_eq!(contiguous(&parts), 2);
+        assert_eq!(contiguous(&BTreeMap::new()), 0);
+    }
+
+    #[test]
+    fn records_round_trip_as_json() {
+        let r = record(3, 1);
+        let v = serde_json::to_string(&r).unwrap();
+        assert!(v.contains("\"parts_total\":3"), "{v}");
+        assert_eq!(serde_json::from_str::<Record>(&v).unwrap(), r);
+    }
+}
