@@ -92,6 +92,10 @@ pub struct PartDone {
     /// The MD5 of the part's bytes (hex), when it was computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
+    /// The part's CRC32C (base64), which completing a directory bucket's
+    /// upload with a full-object checksum names again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
 }
 
 /// A part as ListParts reports it.
@@ -587,6 +591,7 @@ mod tests {
             PartDone {
                 etag: format!("\"e{n}\""),
                 md5: None,
+                crc32c: None,
             },
         )
     }

@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, ChecksumMode, CompletedMultipartUpload, CompletedPart,
-    CreateBucketConfiguration, MetadataDirective, TaggingDirective,
+    BucketLocationConstraint, ChecksumAlgorithm, ChecksumMode, ChecksumType,
+    CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, MetadataDirective,
+    TaggingDirective,
 };
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -287,6 +288,27 @@ fn opaque(store: &Store, bucket: &str) -> (bool, bool) {
         is_express(store, bucket),
         store.config.verify == Verify::Off,
     )
+}
+
+/// How the destination checks the bytes of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WriteCheck {
+    /// By `Content-MD5` (and the agent by the returned ETag).
+    md5: bool,
+    /// By a CRC32C the SDK computes as it sends: directory buckets (S3
+    /// Express One Zone) take no MD5-based checksums.
+    crc32c: bool,
+}
+
+/// How a write to `bucket` on `store` is checked: off with
+/// `verify = "off"`, a CRC32C for a directory bucket, else `Content-MD5`.
+fn write_check(store: &Store, bucket: &str) -> WriteCheck {
+    let on = store.config.verify == Verify::Auto;
+    let crc32c = on && is_express(store, bucket);
+    WriteCheck {
+        md5: on && !crc32c,
+        crc32c,
+    }
 }
 
 /// What a write to `obj` on `store` returned, for comparing its ETag.
@@ -769,6 +791,9 @@ impl Executor {
             && self.store(dst).is_ok_and(|s| {
                 !s.config.sign_payload
                     && s.config.checksums == crate::config::ChecksumMode::WhenRequired
+                    // A directory bucket's PUT carries the CRC32C of the
+                    // whole body in its headers: it is read whole first.
+                    && !write_check(s, &dst.bucket).crc32c
             })
     }
 
@@ -1029,7 +1054,10 @@ impl Executor {
             self.tags_for(job, plan).await?
         };
         let store = self.store(&job.dst)?;
-        let verify = store.config.verify == Verify::Auto;
+        let WriteCheck {
+            md5: verify,
+            crc32c,
+        } = write_check(store, &job.dst.bucket);
         let size = src.facts.size;
         let prefetched = match prefetched {
             None if self.pipes_into(&job.dst) && size > PIPE_ABOVE => {
@@ -1133,6 +1161,10 @@ impl Executor {
                 (bytes, digest, permit)
             }
         };
+        let crc = match crc32c {
+            true => Some(integrity::crc32c_of(&bytes).await),
+            false => None,
+        };
         let req = self
             .put_request(store, job, src, plan, &tags)
             .set_content_md5(
@@ -1140,6 +1172,7 @@ impl Executor {
                     .filter(|_| verify)
                     .map(|d| integrity::content_md5(&d)),
             )
+            .set_checksum_crc32_c(crc)
             .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
             .body(ByteStream::from(bytes));
         // SHA-256 of the body was a fifth of the CPU of a streamed copy;

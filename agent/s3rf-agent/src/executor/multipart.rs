@@ -187,6 +187,14 @@ impl Executor {
         if !tags.is_empty() {
             req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         }
+        // Streamed parts into a directory bucket carry CRC32Cs; the object
+        // gets a full-object CRC32C a later run can compare.
+        let streamed = matches!(plan.method, Method::StreamedMultipart { .. });
+        if streamed && write_check(store, &job.dst.bucket).crc32c {
+            req = req
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                .checksum_type(ChecksumType::FullObject);
+        }
         let created = req
             .send()
             .await
@@ -424,6 +432,7 @@ impl Executor {
                 let part = CompletedPart::builder()
                     .part_number(*n)
                     .e_tag(p.etag.clone())
+                    .set_checksum_crc32_c(p.crc32c.clone())
                     .build();
                 let md5 = p.md5.as_deref().and_then(integrity::parse_plain);
                 (part, md5)
@@ -443,9 +452,12 @@ impl Executor {
                     if server_side {
                         let done = self.copy_part(job, src, upload_id, &part).await?;
                         if let Some(r) = recorder {
-                            let etag = done.e_tag().unwrap_or_default().to_owned();
-                            r.part_done(part.number, PartDone { etag, md5: None }, None)
-                                .await;
+                            let part_done = PartDone {
+                                etag: done.e_tag().unwrap_or_default().to_owned(),
+                                md5: None,
+                                crc32c: done.checksum_crc32_c().map(str::to_owned),
+                            };
+                            r.part_done(part.number, part_done, None).await;
                         }
                         return Ok((done, None));
                     }
@@ -559,9 +571,16 @@ impl Executor {
     ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
         let bytes = self.get_bytes(job, src, Some(part)).await?;
         let store = self.store(&job.dst)?;
-        let verify = store.config.verify == Verify::Auto;
+        let WriteCheck {
+            md5: verify,
+            crc32c,
+        } = write_check(store, &job.dst.bucket);
         let digest = match verify {
             true => Some(integrity::md5_of(&bytes).await),
+            false => None,
+        };
+        let crc = match crc32c {
+            true => Some(integrity::crc32c_of(&bytes).await),
             false => None,
         };
         let req = store
@@ -572,6 +591,7 @@ impl Executor {
             .upload_id(upload_id)
             .part_number(part.number)
             .set_content_md5(digest.map(|d| integrity::content_md5(&d)))
+            .set_checksum_crc32_c(crc.clone())
             .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
             .body(ByteStream::from(bytes.clone()));
         let upload = async {
@@ -611,7 +631,7 @@ impl Executor {
             .part_number(part.number)
             .set_e_tag(out.e_tag().map(str::to_owned))
             .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
-            .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
+            .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned).or(crc))
             .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
             .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
             .build();
@@ -619,6 +639,7 @@ impl Executor {
             let done = PartDone {
                 etag: part.e_tag().unwrap_or_default().to_owned(),
                 md5: digest.as_ref().map(integrity::hex),
+                crc32c: part.checksum_crc32_c().map(str::to_owned),
             };
             r.part_done(part.part_number().unwrap_or(0), done, md5_state)
                 .await;

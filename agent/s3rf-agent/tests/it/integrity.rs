@@ -23,17 +23,17 @@ async fn a_flipped_bit_in_any_body_is_caught_and_the_copy_retried() {
     let proxy = FaultProxy::start(&env.fs.url()).expect("proxy");
     let objects = [
         ("w-small", 4 * 1024),
-        ("w-piped", 3 * MIB),
+        ("w-3mib", 3 * MIB),
         ("w-multi", 12 * MIB),
         ("r-small", 4 * 1024),
-        ("r-piped", 3 * MIB),
+        ("r-3mib", 3 * MIB),
         ("r-multi", 12 * MIB),
     ];
     for (i, (key, size)) in objects.iter().enumerate() {
         put(&fs, &src, key, pattern_bytes(*size, 70 + i as u64)).await;
     }
     proxy.add(Rule::first(Op::PutObject, Fault::FlipRequestBody, 1).on_path("w-small"));
-    proxy.add(Rule::first(Op::PutObject, Fault::FlipRequestBody, 1).on_path("w-piped"));
+    proxy.add(Rule::first(Op::PutObject, Fault::FlipRequestBody, 1).on_path("w-3mib"));
     proxy.add(Rule::first(Op::UploadPart, Fault::FlipRequestBody, 1).on_path("w-multi"));
     proxy.add(
         Rule::first(Op::GetObject, Fault::FlipResponseBody, 1)
@@ -43,7 +43,7 @@ async fn a_flipped_bit_in_any_body_is_caught_and_the_copy_retried() {
     proxy.add(
         Rule::first(Op::GetObject, Fault::FlipResponseBody, 1)
             .ranged(false)
-            .on_path("r-piped"),
+            .on_path("r-3mib"),
     );
     proxy.add(
         Rule::first(Op::GetObject, Fault::FlipResponseBody, 1)
@@ -211,4 +211,106 @@ async fn a_lying_listed_size_cannot_bypass_buffer_memory() {
         agent.log()
     );
     assert_eq!(env.dead_letter_count().await, 0);
+}
+
+/// A directory bucket (S3 Express One Zone) takes no `Content-MD5`: writes
+/// to an endpoint of `kind = "s3-express"` carry a CRC32C the store checks
+/// instead, and the agent checks what it read against the source's MD5
+/// itself. (The SDK computes no checksum on its own with `checksums =
+/// "when_required"`, so s3rf computes the CRC32C and sends it as a header;
+/// a body bound for a directory bucket is therefore read whole, never
+/// piped.) A bit flipped in a PUT is refused by the store's CRC32C check and
+/// a bit flipped in a GET by the agent's MD5; each copy ends byte-exact
+/// with its CRC32C stored. A multipart copy asks for a full-object CRC32C.
+/// (s3s-fs checks PUT checksums but not UploadPart ones, so a flipped part
+/// is not tried here.)
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_to_a_directory_bucket_are_checked_by_crc32c_not_md5() {
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let src = make_bucket(&fs, "xcrc-src").await;
+    let dst = make_bucket(&fs, "xcrc-dst").await;
+    let writes = FaultProxy::start(&env.fs.url()).expect("proxy");
+    let reads = FaultProxy::start(&env.fs.url()).expect("proxy");
+    let objects = [
+        ("w-small", 4 * 1024),
+        ("w-3mib", 3 * MIB),
+        ("r-small", 4 * 1024),
+        ("r-3mib", 3 * MIB),
+        ("multi", 12 * MIB),
+    ];
+    for (i, (key, size)) in objects.iter().enumerate() {
+        put(&fs, &src, key, pattern_bytes(*size, 170 + i as u64)).await;
+    }
+    for key in ["w-small", "w-3mib"] {
+        writes.add(Rule::first(Op::PutObject, Fault::FlipRequestBody, 1).on_path(key));
+    }
+    for key in ["r-small", "r-3mib"] {
+        reads.add(
+            Rule::first(Op::GetObject, Fault::FlipResponseBody, 1)
+                .ranged(false)
+                .on_path(key),
+        );
+    }
+    let opts = AgentOpts {
+        extra_toml: format!(
+            "{}kind = \"s3-express\"\n{}",
+            proxied_endpoint("fsx", &writes, "T_FS"),
+            proxied_endpoint("fsr", &reads, "T_FS")
+        ),
+        ..AgentOpts::default()
+    };
+    let agent = env.spawn_agent(&opts).await;
+    for (key, _) in &objects {
+        env.publish_copy(("fsr", &src, key), ("fsx", &dst, None))
+            .await;
+    }
+    env.wait_jobs_done().await;
+    for (i, (key, size)) in objects.iter().enumerate() {
+        let got = get(&fs, &dst, key).await;
+        assert!(
+            got == pattern_bytes(*size, 170 + i as u64),
+            "{key}: the destination differs ({} bytes); log:\n{}",
+            got.len(),
+            agent.log()
+        );
+    }
+    assert_eq!(env.dead_letter_count().await, 0, "{}", agent.log());
+    assert_eq!(
+        writes.injected(Op::PutObject),
+        2,
+        "{}",
+        writes.injected_summary()
+    );
+    assert_eq!(
+        reads.injected(Op::GetObject),
+        2,
+        "{}",
+        reads.injected_summary()
+    );
+    let log = agent.log();
+    assert!(
+        log.contains("checksum_crc32c mismatch"),
+        "the store's CRC32C check refused a flipped PUT:\n{log}"
+    );
+    assert_eq!(
+        log.matches("the bytes read from the source did not match")
+            .count(),
+        2,
+        "{log}"
+    );
+    for key in ["w-small", "w-3mib", "r-small"] {
+        let head = fs
+            .head_object()
+            .bucket(&dst)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .expect("head");
+        assert!(
+            head.checksum_crc32_c().is_some(),
+            "{key} was written without a CRC32C"
+        );
+    }
 }
