@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::Config;
+use crate::context::Shared;
 use crate::executor::Executor;
 use crate::jetstream::{self as js_setup, QueueError};
 use crate::ledger::Ledger;
@@ -18,7 +19,7 @@ use crate::ordering::Sequencers;
 use crate::resume::Uploads;
 use crate::shutdown::{self, Shutdown};
 use crate::store::{StoreError, Stores};
-use crate::worker::{Shared, pull_loop};
+use crate::worker::pull_loop;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +136,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         concurrency = config.copy.concurrency,
         "agent ready"
     );
-    notify_ready(shutdown.stop.clone());
+    shutdown::notify_ready(shutdown.stop.clone());
     let advisories = tokio::spawn(js_setup::watch_max_deliveries(
         client.clone(),
         js.clone(),
@@ -343,25 +344,6 @@ async fn tally_loop(ledger: Ledger, every: Duration, stop: tokio_util::sync::Can
                 Err(e) => tracing::debug!(migration = %id, error = %e, "tally fold failed"),
             }
         }
-    }
-}
-
-/// sd_notify: READY now, and WATCHDOG pings while running when systemd set
-/// `WatchdogSec`. Without `NOTIFY_SOCKET` these are no-ops.
-pub fn notify_ready(stop: tokio_util::sync::CancellationToken) {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    if let Some(interval) = sd_notify::watchdog_enabled() {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval / 2);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                    }
-                    () = stop.cancelled() => return,
-                }
-            }
-        });
     }
 }
 

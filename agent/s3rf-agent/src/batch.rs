@@ -29,14 +29,14 @@
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::control::{Outgoing, publish_all};
+use crate::context::{Delivery, Shared};
 use crate::executor::{ExecError, Outcome};
 use crate::jetstream::QueueError;
+use crate::jetstream::{Outgoing, publish_all};
 use crate::job::{BatchJob, Job, listed_copy};
 use crate::migration::{self, BatchCounts, LedgerEvent, Side};
 use crate::names::JobKind;
 use crate::outcome::Disposition;
-use crate::worker::Shared;
 
 /// Why a batch did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ pub struct BatchReport {
 pub(crate) async fn run(
     shared: &Shared,
     batch: &BatchJob,
-    delivery: crate::worker::Delivery,
+    delivery: Delivery,
     slot: &mut OwnedSemaphorePermit,
 ) -> Result<BatchReport, BatchError> {
     let delivered = delivery.delivered;

@@ -91,7 +91,7 @@ pub async fn run(mut config: Config) -> Result<(), BridgeError> {
         ));
     }
     info!(queues = loops.len(), "bridge ready");
-    crate::agent::notify_ready(shutdown.stop.clone());
+    crate::shutdown::notify_ready(shutdown.stop.clone());
     for l in loops {
         let _ = l.await;
     }

@@ -16,6 +16,9 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+/// Most `/` levels a listing may split into parallel listings.
+pub const MAX_LIST_SPLIT: u32 = 16;
+
 /// S3's smallest allowed multipart part (all parts but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's largest allowed multipart part.
@@ -988,10 +991,10 @@ impl RawConfig {
         if m.max_queued_jobs == 0 {
             return Err(invalid("migrate.max_queued_jobs", "must be at least 1"));
         }
-        if m.list_split_depth > crate::job::MAX_LIST_SPLIT {
+        if m.list_split_depth > MAX_LIST_SPLIT {
             return Err(invalid(
                 "migrate.list_split_depth",
-                format!("must be at most {}", crate::job::MAX_LIST_SPLIT),
+                format!("must be at most {}", MAX_LIST_SPLIT),
             ));
         }
         if m.batch_objects > MAX_CONFIG_BATCH_OBJECTS {

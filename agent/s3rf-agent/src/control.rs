@@ -15,13 +15,12 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream;
 use serde::Serialize;
 use tracing::{debug, info};
 
 use crate::executor::{ExecError, Executor};
-use crate::jetstream::QueueError;
+use crate::jetstream::{Outgoing, QueueError, publish_all};
 use crate::job::{ListJob, MigrateJob, Scope};
 use crate::ledger::{Ledger, SpecWrite};
 use crate::migration::{self, BucketState, LedgerEvent, Side};
@@ -90,44 +89,6 @@ struct Listing {
     split: u32,
     /// Page number within the listing.
     page: u64,
-}
-
-/// A job to publish with its dedup id.
-pub(crate) struct Outgoing {
-    /// Job subject.
-    pub subject: String,
-    /// `Nats-Msg-Id`.
-    pub msg_id: String,
-    /// JSON.
-    pub payload: Vec<u8>,
-}
-
-/// Publishes all, then waits for every PubAck.
-pub(crate) async fn publish_all(
-    js: &jetstream::Context,
-    jobs: Vec<Outgoing>,
-) -> Result<(), QueueError> {
-    let mut acks = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", job.msg_id.as_str());
-        let subject = job.subject.clone();
-        let ack = js
-            .publish_with_headers(job.subject, headers, job.payload.into())
-            .await
-            .map_err(|e| QueueError::Publish {
-                subject: subject.clone(),
-                detail: e.to_string(),
-            })?;
-        acks.push((subject, ack));
-    }
-    for (subject, ack) in acks {
-        ack.await.map_err(|e| QueueError::Publish {
-            subject,
-            detail: e.to_string(),
-        })?;
-    }
-    Ok(())
 }
 
 impl Control<'_> {

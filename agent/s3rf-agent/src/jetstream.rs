@@ -483,6 +483,44 @@ pub async fn watch_max_deliveries(
     }
 }
 
+/// A job to publish with its dedup id.
+pub(crate) struct Outgoing {
+    /// Job subject.
+    pub subject: String,
+    /// `Nats-Msg-Id`.
+    pub msg_id: String,
+    /// JSON.
+    pub payload: Vec<u8>,
+}
+
+/// Publishes all, then waits for every PubAck.
+pub(crate) async fn publish_all(
+    js: &jetstream::Context,
+    jobs: Vec<Outgoing>,
+) -> Result<(), QueueError> {
+    let mut acks = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", job.msg_id.as_str());
+        let subject = job.subject.clone();
+        let ack = js
+            .publish_with_headers(job.subject, headers, job.payload.into())
+            .await
+            .map_err(|e| QueueError::Publish {
+                subject: subject.clone(),
+                detail: e.to_string(),
+            })?;
+        acks.push((subject, ack));
+    }
+    for (subject, ack) in acks {
+        ack.await.map_err(|e| QueueError::Publish {
+            subject,
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

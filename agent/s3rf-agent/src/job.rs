@@ -4,13 +4,11 @@
 //! names exists in this agent's config, so a job naming an unknown endpoint is
 //! refused before any connection is made.
 
+pub use crate::config::MAX_LIST_SPLIT;
 use crate::names::JobKind;
 
 /// Longest S3 key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
-
-/// Most `/` levels a listing may split into parallel listings.
-pub const MAX_LIST_SPLIT: u32 = 16;
 
 /// Most objects one batch job may carry (a listing page's worth).
 pub const MAX_BATCH_OBJECTS: usize = 1000;

@@ -13,6 +13,7 @@ pub mod batch;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod control;
 pub mod embedded;
 pub mod events;
@@ -24,6 +25,8 @@ pub mod job;
 pub mod ledger;
 pub mod metrics;
 pub mod migration;
+#[cfg(test)]
+mod module_graph;
 pub mod names;
 pub mod ops;
 pub mod ordering;

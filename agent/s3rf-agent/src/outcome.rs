@@ -1,7 +1,116 @@
-//! What happens to a job message after an attempt: the pure mapping from an
-//! error's disposition and the delivery count to ack, delayed nak or dead letter.
+//! What a job did ([`Outcome`], and what it counts as in a migration's
+//! ledger) and what happens to its message after an attempt: the pure
+//! mapping from an error's disposition and the delivery count to ack,
+//! delayed nak or dead letter.
 
 use std::time::Duration;
+
+use tracing::info;
+
+use crate::migration::ObjectOutcome;
+use crate::plan::SkipReason;
+
+/// What a job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The object was copied.
+    Copied {
+        /// Which method.
+        method: &'static str,
+        /// Bytes copied.
+        bytes: u64,
+    },
+    /// Nothing needed doing.
+    Skipped {
+        /// Why.
+        reason: SkipReason,
+        /// Object size.
+        bytes: u64,
+        /// When the identical destination object was last written (ms since
+        /// the epoch), if its store said.
+        dst_modified_ms: Option<i64>,
+    },
+    /// Dry run: the object would be copied.
+    WouldCopy {
+        /// Object size.
+        bytes: u64,
+    },
+    /// The object was deleted (or was already gone).
+    Deleted,
+    /// Mirror mode: the source still has the object, so it stays.
+    Kept,
+    /// Dry run: the object would be deleted.
+    WouldDelete,
+    /// A filter skipped the object.
+    Filtered {
+        /// Which filter.
+        filter: String,
+        /// Its reason.
+        reason: String,
+        /// Object size (0 for deletes).
+        bytes: u64,
+    },
+}
+
+impl Outcome {
+    /// Clock difference allowed between the store that dated an object and
+    /// the NATS server that dated the job.
+    pub const CLOCK_SLACK_MS: i64 = 60_000;
+
+    /// The outcome of a job that an earlier attempt may have done: a
+    /// redelivery (`delivered` > 1, the job published at `published_ms`),
+    /// or an object a batch handed off after its own attempt, begun at
+    /// `attempted_since_ms`. An identical object written since then was
+    /// written by that attempt, whose agent died, lost its ack or saw an
+    /// error after the store had acted, so it counts as copied, not as
+    /// already there. Other outcomes stay as they are.
+    #[must_use]
+    pub fn redone(
+        self,
+        delivered: u64,
+        published_ms: i64,
+        attempted_since_ms: Option<i64>,
+    ) -> Self {
+        let since = attempted_since_ms.map_or(published_ms, |t| t.min(published_ms));
+        let earlier_attempt = delivered > 1 || attempted_since_ms.is_some();
+        match self {
+            Outcome::Skipped {
+                reason: SkipReason::Identical,
+                bytes,
+                dst_modified_ms: Some(written),
+            } if earlier_attempt && written >= since - Self::CLOCK_SLACK_MS => {
+                info!(
+                    bytes,
+                    "counted as copied: an earlier delivery of this job wrote it"
+                );
+                Outcome::Copied {
+                    method: "earlier_delivery",
+                    bytes,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The migration ledger's outcome of a result and its bytes. A filter's
+    /// skip is `Filtered` for a copy; for a mirror delete it means the
+    /// object stays (`Kept`).
+    pub fn ledger(&self, side: crate::migration::Side) -> (ObjectOutcome, u64) {
+        use crate::migration::Side;
+        match self {
+            Outcome::Copied { bytes, .. } => (ObjectOutcome::Copied, *bytes),
+            Outcome::Skipped { bytes, .. } => (ObjectOutcome::Skipped, *bytes),
+            Outcome::WouldCopy { bytes } => (ObjectOutcome::WouldCopy, *bytes),
+            Outcome::Deleted => (ObjectOutcome::Deleted, 0),
+            Outcome::Kept => (ObjectOutcome::Kept, 0),
+            Outcome::WouldDelete => (ObjectOutcome::WouldDelete, 0),
+            Outcome::Filtered { bytes, .. } => match side {
+                Side::Source => (ObjectOutcome::Filtered, *bytes),
+                Side::Destination => (ObjectOutcome::Kept, 0),
+            },
+        }
+    }
+}
 
 /// What an error says about trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,5 +211,83 @@ mod tests {
             retry_delay(0, Duration::from_millis(500), Duration::from_secs(60)),
             Duration::from_millis(500)
         );
+    }
+}
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::*;
+    use crate::migration::Side;
+
+    #[test]
+    fn redone_work_counts_as_copied() {
+        let published = 1_000_000_000;
+        let identical = |written| Outcome::Skipped {
+            reason: SkipReason::Identical,
+            bytes: 9,
+            dst_modified_ms: written,
+        };
+        let copied = Outcome::Copied {
+            method: "earlier_delivery",
+            bytes: 9,
+        };
+        #[rustfmt::skip]
+        let table = [
+            // Written after the job was published, seen on a redelivery.
+            (identical(Some(published + 5_000)), 2, copied.clone()),
+            // Within the clock slack (the store's clock runs behind).
+            (identical(Some(published - 30_000)), 3, copied),
+            // Already there long before the job: skipped.
+            (identical(Some(published - 3_600_000)), 2, identical(Some(published - 3_600_000))),
+            // The first delivery never redoes anything.
+            (identical(Some(published + 5_000)), 1, identical(Some(published + 5_000))),
+            (identical(None), 2, identical(None)),
+            (Outcome::Skipped { reason: SkipReason::Stale, bytes: 0, dst_modified_ms: Some(published) }, 2,
+             Outcome::Skipped { reason: SkipReason::Stale, bytes: 0, dst_modified_ms: Some(published) }),
+        ];
+        for (outcome, delivered, want) in table {
+            assert_eq!(
+                outcome.clone().redone(delivered, published, None),
+                want,
+                "{outcome:?} {delivered}"
+            );
+        }
+        // A batch's hand-off, first delivery: written after the batch's
+        // attempt began, before the hand-off was published.
+        let handed_off = identical(Some(published - 90_000));
+        assert_eq!(
+            handed_off
+                .clone()
+                .redone(1, published, Some(published - 100_000)),
+            Outcome::Copied {
+                method: "earlier_delivery",
+                bytes: 9
+            }
+        );
+        assert_eq!(handed_off.clone().redone(1, published, None), handed_off);
+    }
+
+    #[test]
+    fn outcomes_map_to_ledger_outcomes() {
+        let filtered = Outcome::Filtered {
+            filter: "f".to_owned(),
+            reason: "r".to_owned(),
+            bytes: 9,
+        };
+        #[rustfmt::skip]
+        let table = [
+            (Outcome::Copied { method: "put", bytes: 5 }, Side::Source, (ObjectOutcome::Copied, 5)),
+            (Outcome::Skipped { reason: SkipReason::Stale, bytes: 6, dst_modified_ms: None }, Side::Source, (ObjectOutcome::Skipped, 6)),
+            (Outcome::WouldCopy { bytes: 7 }, Side::Source, (ObjectOutcome::WouldCopy, 7)),
+            (filtered.clone(), Side::Source, (ObjectOutcome::Filtered, 9)),
+            // A filter holding back a mirror delete keeps the object.
+            (filtered, Side::Destination, (ObjectOutcome::Kept, 0)),
+            (Outcome::Deleted, Side::Destination, (ObjectOutcome::Deleted, 0)),
+            (Outcome::Kept, Side::Destination, (ObjectOutcome::Kept, 0)),
+            (Outcome::WouldDelete, Side::Destination, (ObjectOutcome::WouldDelete, 0)),
+        ];
+        for (outcome, side, want) in table {
+            assert_eq!(outcome.ledger(side), want, "{outcome:?} {side:?}");
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! Signal handling: the first SIGTERM/SIGINT stops pulling and starts the grace
-//! period; when it ends, jobs in flight are aborted. A second signal exits at once.
+//! The process lifecycle: the first SIGTERM/SIGINT stops pulling and starts
+//! the grace period; when it ends, jobs in flight are aborted. A second
+//! signal exits at once. systemd hears READY, WATCHDOG and STOPPING
+//! (`sd_notify`).
 
 use std::time::Duration;
 
@@ -65,4 +67,23 @@ pub fn install(shutdown: Shutdown, grace: Duration) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+/// sd_notify: READY now, and WATCHDOG pings while running when systemd set
+/// `WatchdogSec`. Without `NOTIFY_SOCKET` these are no-ops.
+pub fn notify_ready(stop: tokio_util::sync::CancellationToken) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
 }

@@ -1,0 +1,45 @@
+//! What the filter chain sees of a copy or a delete.
+
+use super::*;
+
+impl Executor {
+    /// Runs the filter chain for a delete: only names are known.
+    pub(super) fn filter_delete(&self, job: &DeleteJob) -> Result<Verdict, ExecError> {
+        let src = job.src.as_ref().unwrap_or(&job.dst);
+        let input = ObjectInput {
+            kind: Some(FilterKind::Delete),
+            src_endpoint: src.endpoint.clone(),
+            src_bucket: src.bucket.clone(),
+            src_key: src.key.clone(),
+            bucket: job.dst.bucket.clone(),
+            key: job.dst.key.clone(),
+            ..ObjectInput::default()
+        };
+        Ok(self.filters.decide(input)?)
+    }
+
+    /// Runs the filter chain for a copy.
+    pub(super) fn filter_copy(&self, job: &CopyJob, src: &Source) -> Result<Verdict, ExecError> {
+        let mut metadata: Vec<(String, String)> = src
+            .attrs
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        metadata.sort();
+        let input = ObjectInput {
+            kind: Some(FilterKind::Copy),
+            size: Some(src.facts.size),
+            last_modified_ms: src.last_modified_ms,
+            src_endpoint: job.src.endpoint.clone(),
+            src_bucket: job.src.bucket.clone(),
+            src_key: job.src.key.clone(),
+            bucket: job.dst.bucket.clone(),
+            key: job.dst.key.clone(),
+            etag: src.facts.etag.clone(),
+            content_type: src.attrs.content_type.clone(),
+            metadata,
+        };
+        Ok(self.filters.decide(input)?)
+    }
+}
