@@ -483,6 +483,36 @@ pub async fn watch_max_deliveries(
     }
 }
 
+/// Opens the KV bucket `bucket`, creating it (history 1, file storage,
+/// `replicas`, entries kept for `max_age`, zero for ever) if it is not
+/// there yet.
+pub async fn open_kv(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<jetstream::kv::Store, QueueError> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    js.create_key_value(jetstream::kv::Config {
+        bucket: bucket.to_owned(),
+        description: description.to_owned(),
+        history: 1,
+        max_age,
+        num_replicas: replicas,
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| QueueError::Setup {
+        what: "key-value bucket",
+        name: bucket.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
 /// A job to publish with its dedup id.
 pub(crate) struct Outgoing {
     /// Job subject.

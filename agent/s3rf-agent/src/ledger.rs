@@ -87,21 +87,14 @@ impl Ledger {
         js.create_or_update_stream(cfg)
             .await
             .map_err(|e| err("stream", &names.ledger_stream(), e))?;
-        let bucket = names.migrations_kv();
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "s3rf migration specs and tallies".to_owned(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| err("key-value bucket", &bucket, e))?,
-        };
+        let kv = crate::jetstream::open_kv(
+            js,
+            &names.migrations_kv(),
+            "s3rf migration specs and tallies",
+            Duration::ZERO,
+            replicas,
+        )
+        .await?;
         Ok(Self {
             js: js.clone(),
             names: names.clone(),

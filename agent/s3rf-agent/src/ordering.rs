@@ -62,22 +62,14 @@ impl Sequencers {
         replicas: usize,
         ttl: Duration,
     ) -> Result<Self, QueueError> {
-        let bucket = names.sequencers_kv();
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "s3rf: last S3 event sequencer applied per object".to_owned(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| err(e, &bucket))?,
-        };
+        let kv = crate::jetstream::open_kv(
+            js,
+            &names.sequencers_kv(),
+            "s3rf: last S3 event sequencer applied per object",
+            ttl,
+            replicas,
+        )
+        .await?;
         Ok(Self { kv })
     }
 

@@ -251,22 +251,14 @@ impl Uploads {
         ttl: Duration,
         liveness: Duration,
     ) -> Result<Self, QueueError> {
-        let bucket = names.uploads_kv();
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "s3rf: multipart copies in progress, for resuming them".to_owned(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| err(e, &bucket))?,
-        };
+        let kv = crate::jetstream::open_kv(
+            js,
+            &names.uploads_kv(),
+            "s3rf: multipart copies in progress, for resuming them",
+            ttl,
+            replicas,
+        )
+        .await?;
         Ok(Self { kv, liveness })
     }
 

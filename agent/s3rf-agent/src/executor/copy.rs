@@ -305,15 +305,8 @@ impl Executor {
             req = req.copy_source_if_match(format!("\"{etag}\""));
         }
         req = if plan.record_source_etag || src.attrs.metadata.contains_key(META_SOURCE_ETAG) {
-            let a = &src.attrs;
-            req.metadata_directive(MetadataDirective::Replace)
-                .set_metadata(Some(self.destination_metadata(src, plan)))
-                .set_content_type(a.content_type.clone())
-                .set_content_encoding(a.content_encoding.clone())
-                .set_content_disposition(a.content_disposition.clone())
-                .set_content_language(a.content_language.clone())
-                .set_cache_control(a.cache_control.clone())
-                .set_expires(a.expires)
+            let req = req.metadata_directive(MetadataDirective::Replace);
+            with_attributes!(req, self.destination_metadata(src, plan), &src.attrs)
         } else {
             req.metadata_directive(MetadataDirective::Copy)
         };

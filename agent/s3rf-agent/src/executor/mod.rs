@@ -78,6 +78,23 @@ struct Source {
     md5: Option<Md5>,
 }
 
+/// Sets the destination's user metadata and the source's attributes on a
+/// PutObject, CreateMultipartUpload or CopyObject (metadata REPLACE)
+/// request: the three builders share these setters, but no trait.
+macro_rules! with_attributes {
+    ($req:expr, $metadata:expr, $attrs:expr) => {{
+        let a: &Attributes = $attrs;
+        $req.set_metadata(Some($metadata))
+            .set_content_type(a.content_type.clone())
+            .set_content_encoding(a.content_encoding.clone())
+            .set_content_disposition(a.content_disposition.clone())
+            .set_content_language(a.content_language.clone())
+            .set_cache_control(a.cache_control.clone())
+            .set_expires(a.expires)
+    }};
+}
+use with_attributes;
+
 /// What `get_source` read of an object it copies with one PUT.
 enum Prefetched {
     /// The whole object, checked against the source's MD5 where it has one,

@@ -155,19 +155,12 @@ impl Executor {
     ) -> Result<String, ExecError> {
         let store = self.store(&job.dst)?;
         let t = target(&job.dst);
-        let a = &src.attrs;
-        let mut req = store
+        let req = store
             .client
             .create_multipart_upload()
             .bucket(&job.dst.bucket)
-            .key(&job.dst.key)
-            .set_metadata(Some(self.destination_metadata(src, plan)))
-            .set_content_type(a.content_type.clone())
-            .set_content_encoding(a.content_encoding.clone())
-            .set_content_disposition(a.content_disposition.clone())
-            .set_content_language(a.content_language.clone())
-            .set_cache_control(a.cache_control.clone())
-            .set_expires(a.expires);
+            .key(&job.dst.key);
+        let mut req = with_attributes!(req, self.destination_metadata(src, plan), &src.attrs);
         if !tags.is_empty() {
             req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         }

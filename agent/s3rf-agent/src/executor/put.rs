@@ -307,19 +307,12 @@ impl Executor {
         plan: &CopyPlan,
         tags: &[(String, String)],
     ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
-        let a = &src.attrs;
-        let mut req = store
+        let req = store
             .client
             .put_object()
             .bucket(&job.dst.bucket)
-            .key(&job.dst.key)
-            .set_metadata(Some(self.destination_metadata(src, plan)))
-            .set_content_type(a.content_type.clone())
-            .set_content_encoding(a.content_encoding.clone())
-            .set_content_disposition(a.content_disposition.clone())
-            .set_content_language(a.content_language.clone())
-            .set_cache_control(a.cache_control.clone())
-            .set_expires(a.expires);
+            .key(&job.dst.key);
+        let mut req = with_attributes!(req, self.destination_metadata(src, plan), &src.attrs);
         if !tags.is_empty() {
             req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         }
