@@ -240,6 +240,92 @@ pub fn plan_copy(
     plan_copy_to(src, dst, same_endpoint, Destination::default(), cfg)
 }
 
+/// What a copy knows before its first request: from the job, the
+/// listing and the endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadFacts {
+    /// Source and destination are one endpoint.
+    pub same_endpoint: bool,
+    /// The size the listing reported, if the job came from one.
+    pub listed_size: Option<u64>,
+    /// The listed ETag is a multipart one (it must be recorded on the copy).
+    pub listed_multipart_etag: bool,
+    /// The destination bucket is new to this migration: no HEAD needed.
+    pub skip_destination_head: bool,
+    /// A dry run.
+    pub dry_run: bool,
+    /// Either side is a directory bucket.
+    pub express: bool,
+    /// Filters are loaded (they need the source's attributes).
+    pub filters: bool,
+}
+
+/// How a copy starts reading its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// One server-side CopyObject of the object as listed, no HEAD at
+    /// either end.
+    AsListed,
+    /// One GET of the whole object, whose headers stand in for the HEAD.
+    GetWhole,
+    /// A HEAD first; the plan then picks the method.
+    Head,
+}
+
+/// The pure rule for [`Read`]: copy as listed within one endpoint into a
+/// bucket the migration created, when nothing needs the source's
+/// attributes; GET a small object across endpoints at once; else HEAD.
+pub fn plan_read(f: &ReadFacts, cfg: &CopyConfig) -> Read {
+    let Some(size) = f.listed_size else {
+        return Read::Head;
+    };
+    if f.same_endpoint {
+        let as_listed = f.skip_destination_head
+            && !f.dry_run
+            && !f.express
+            && size <= cfg.server_side_multipart_threshold
+            && !f.listed_multipart_etag
+            && !f.filters;
+        return if as_listed {
+            Read::AsListed
+        } else {
+            Read::Head
+        };
+    }
+    if !f.dry_run && size <= cfg.multipart_threshold {
+        Read::GetWhole
+    } else {
+        Read::Head
+    }
+}
+
+/// How the bytes of a single PUT get from the GET to the PUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Piped through a window of this many bytes.
+    Piped { window: u64 },
+    /// Read whole first.
+    Whole,
+}
+
+/// Objects above this size are piped from their GET into their PUT
+/// through the read-ahead window; smaller ones are read whole first.
+pub const PIPE_ABOVE: u64 = 1024 * 1024;
+
+/// The pure rule for [`Body`]: pipe an object above [`PIPE_ABOVE`] when the
+/// destination can take a body whose checksum is not known up front
+/// (`pipeable`: unsigned payloads, no SDK checksums, not a directory
+/// bucket) and `read_ahead` is not 0.
+pub fn plan_body(size: u64, pipeable: bool, read_ahead: u64) -> Body {
+    if pipeable && read_ahead > 0 && size > PIPE_ABOVE {
+        Body::Piped {
+            window: read_ahead.min(size),
+        }
+    } else {
+        Body::Whole
+    }
+}
+
 /// [`plan_copy`] for a destination of the given kind.
 pub fn plan_copy_to(
     src: &ObjectFacts,
@@ -311,6 +397,64 @@ mod tests {
             size,
             etag: Some(etag.to_owned()),
             ..ObjectFacts::default()
+        }
+    }
+
+    #[test]
+    fn read_table() {
+        let c = cfg();
+        let listed = |size| ReadFacts {
+            same_endpoint: true,
+            listed_size: Some(size),
+            listed_multipart_etag: false,
+            skip_destination_head: true,
+            dry_run: false,
+            express: false,
+            filters: false,
+        };
+        let small = listed(1024);
+        let cross = ReadFacts {
+            same_endpoint: false,
+            skip_destination_head: false,
+            ..small
+        };
+        #[rustfmt::skip]
+        let table = [
+            (small, Read::AsListed),
+            (ReadFacts { listed_size: None, ..small }, Read::Head),
+            (ReadFacts { skip_destination_head: false, ..small }, Read::Head),
+            (ReadFacts { dry_run: true, ..small }, Read::Head),
+            (ReadFacts { express: true, ..small }, Read::Head),
+            (ReadFacts { filters: true, ..small }, Read::Head),
+            (ReadFacts { listed_multipart_etag: true, ..small }, Read::Head),
+            (listed(c.server_side_multipart_threshold), Read::AsListed),
+            (listed(c.server_side_multipart_threshold + 1), Read::Head),
+            (cross, Read::GetWhole),
+            (ReadFacts { listed_size: Some(c.multipart_threshold), ..cross }, Read::GetWhole),
+            (ReadFacts { listed_size: Some(c.multipart_threshold + 1), ..cross }, Read::Head),
+            (ReadFacts { dry_run: true, ..cross }, Read::Head),
+            (ReadFacts { listed_size: None, ..cross }, Read::Head),
+            // Filters see a GET's headers as well as a HEAD's.
+            (ReadFacts { filters: true, ..cross }, Read::GetWhole),
+        ];
+        for (facts, want) in table {
+            assert_eq!(plan_read(&facts, &c), want, "{facts:?}");
+        }
+        #[rustfmt::skip]
+        let bodies = [
+            (8 * MIB, true, 4 * MIB, Body::Piped { window: 4 * MIB }),
+            (PIPE_ABOVE + 1, true, 4 * MIB, Body::Piped { window: PIPE_ABOVE + 1 }),
+            (3 * MIB, true, 4 * MIB, Body::Piped { window: 3 * MIB }),
+            (PIPE_ABOVE, true, 4 * MIB, Body::Whole),
+            (3 * MIB, false, 4 * MIB, Body::Whole),
+            (3 * MIB, true, 0, Body::Whole),
+        ];
+        for (size, pipeable, read_ahead, want) in bodies {
+            assert_eq!(
+                plan_body(size, pipeable, read_ahead),
+                want,
+                "{size} {pipeable} {read_ahead}"
+            );
         }
     }
 

@@ -15,17 +15,30 @@ impl Executor {
         let src_store = self.store(&job.src)?;
         let dst_store = self.store(&job.dst)?;
         let same_endpoint = job.src.endpoint == job.dst.endpoint;
-        if same_endpoint && let Some(outcome) = self.copy_as_listed(dst_store, job).await? {
+        let facts = plan::ReadFacts {
+            same_endpoint,
+            listed_size: job.listed_size,
+            listed_multipart_etag: job
+                .listed_etag
+                .as_deref()
+                .is_some_and(plan::is_multipart_etag),
+            skip_destination_head: job.skip_destination_head,
+            dry_run: job.dry_run,
+            express: is_express(dst_store, &job.dst.bucket)
+                || plan::is_directory_bucket(&job.src.bucket),
+            filters: !self.filters.chain().is_empty(),
+        };
+        let read = plan::plan_read(&facts, &self.copy);
+        if read == Read::AsListed
+            && let Some(outcome) = self.copy_as_listed(dst_store, job).await?
+        {
             return Ok(outcome);
         }
         // A small object across endpoints is read at once: its GET answers
         // what the HEAD would have, one request instead of two.
-        let small = job.listed_size.filter(|&size| {
-            !same_endpoint && !job.dry_run && size <= self.copy.multipart_threshold
-        });
-        let read = match small {
-            Some(size) => self.get_source(src_store, job, size).await,
-            None => self.head_source(src_store, job).await.map(|s| (s, None)),
+        let read = match (read, job.listed_size) {
+            (Read::GetWhole, Some(size)) => self.get_source(src_store, job, size).await,
+            _ => self.head_source(src_store, job).await.map(|s| (s, None)),
         };
         let (src, mut prefetched) = match read {
             Err(ExecError::NoSuchKey(_)) if job.skip_if_source_missing => {
@@ -120,8 +133,8 @@ impl Executor {
         })
     }
 
-    /// Within one endpoint, into a bucket this migration created (first
-    /// delivery), with no filters: one CopyObject of the object as listed,
+    /// [`Read::AsListed`] (see [`plan::plan_read`] for when): one
+    /// CopyObject of the object as listed,
     /// conditioned on the listed ETag when the listing had one, with metadata
     /// and tags copied by the server. No HEAD at either end. `None` when the
     /// shortcut does not apply or the source changed since it was listed (the
@@ -141,19 +154,6 @@ impl Executor {
             return Ok(None);
         };
         let etag = job.listed_etag.as_deref();
-        let express =
-            is_express(store, &job.dst.bucket) || plan::is_directory_bucket(&job.src.bucket);
-        // A multipart ETag must be recorded on the copy (metadata REPLACE,
-        // which needs the source's attributes): that takes the HEAD.
-        if !job.skip_destination_head
-            || job.dry_run
-            || express
-            || size > self.copy.server_side_multipart_threshold
-            || etag.is_some_and(plan::is_multipart_etag)
-            || !self.filters.chain().is_empty()
-        {
-            return Ok(None);
-        }
         let res = store
             .client
             .copy_object()

@@ -44,7 +44,7 @@ use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
 use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
 use crate::migration::BucketState;
 use crate::names::META_SOURCE_ETAG;
-use crate::plan::{self, CopyPlan, Method, ObjectFacts, Part, Plan, SkipReason};
+use crate::plan::{self, Body, CopyPlan, Method, ObjectFacts, Part, Plan, Read, SkipReason};
 use crate::resume::Uploads;
 use crate::store::{Store, Stores};
 use integrity::{EtagContext, Md5, OrderedMd5, Written};
@@ -109,10 +109,6 @@ enum Prefetched {
         permit: OwnedSemaphorePermit,
     },
 }
-
-/// Objects above this size are piped from their GET into their PUT
-/// through the read-ahead window; smaller ones are read whole first.
-const PIPE_ABOVE: u64 = 1024 * 1024;
 
 /// Carries out jobs.
 #[derive(Debug, Clone)]

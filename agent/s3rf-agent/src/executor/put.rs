@@ -22,15 +22,14 @@ impl Executor {
     /// Whether a PUT to `dst` can take a piped body: its length is known,
     /// but nothing can hash it in advance (a signed payload) or append a
     /// checksum trailer to it (checksums when supported).
-    pub(super) fn pipes_into(&self, dst: &ObjectRef) -> bool {
-        self.copy.read_ahead > 0
-            && self.store(dst).is_ok_and(|s| {
-                !s.config.sign_payload
-                    && s.config.checksums == crate::config::ChecksumMode::WhenRequired
-                    // A directory bucket's PUT carries the CRC32C of the
-                    // whole body in its headers: it is read whole first.
-                    && !write_check(s, &dst.bucket).crc32c
-            })
+    pub(super) fn pipeable(&self, dst: &ObjectRef) -> bool {
+        self.store(dst).is_ok_and(|s| {
+            !s.config.sign_payload
+                && s.config.checksums == crate::config::ChecksumMode::WhenRequired
+                // A directory bucket's PUT carries the CRC32C of the
+                // whole body in its headers: it is read whole first.
+                && !write_check(s, &dst.bucket).crc32c
+        })
     }
 
     pub(super) async fn put(
@@ -52,15 +51,17 @@ impl Executor {
         } = write_check(store, &job.dst.bucket);
         let size = src.facts.size;
         let prefetched = match prefetched {
-            None if self.pipes_into(&job.dst) && size > PIPE_ABOVE => {
-                let window = self.copy.read_ahead.min(size);
-                let permit = self.buffer_permit(window).await?;
-                Some(Prefetched::Open {
-                    body: self.open_body(job, src).await?,
-                    window,
-                    permit,
-                })
-            }
+            None => match plan::plan_body(size, self.pipeable(&job.dst), self.copy.read_ahead) {
+                Body::Piped { window } => {
+                    let permit = self.buffer_permit(window).await?;
+                    Some(Prefetched::Open {
+                        body: self.open_body(job, src).await?,
+                        window,
+                        permit,
+                    })
+                }
+                Body::Whole => None,
+            },
             other => other,
         };
         let (bytes, digest, _permit) = match prefetched {

@@ -120,11 +120,10 @@ impl Executor {
         job: &CopyJob,
         listed_size: u64,
     ) -> Result<(Source, Option<Prefetched>), ExecError> {
-        let pipe = self.pipes_into(&job.dst) && listed_size > PIPE_ABOVE;
-        let window = if pipe {
-            self.copy.read_ahead.min(listed_size)
-        } else {
-            listed_size
+        let body = plan::plan_body(listed_size, self.pipeable(&job.dst), self.copy.read_ahead);
+        let window = match body {
+            Body::Piped { window } => window,
+            Body::Whole => listed_size,
         };
         let permit = self.buffer_permit(window).await?;
         let t = target(&job.src);
@@ -157,7 +156,7 @@ impl Executor {
         if expected > self.copy.multipart_threshold {
             return Ok((src, None));
         }
-        if pipe && expected > PIPE_ABOVE {
+        if matches!(body, Body::Piped { .. }) && expected > plan::PIPE_ABOVE {
             let open = Prefetched::Open {
                 body: out.body,
                 window,
