@@ -33,7 +33,7 @@ use crate::context::{Delivery, Shared};
 use crate::executor::{ExecError, Outcome};
 use crate::jetstream::QueueError;
 use crate::jetstream::{Outgoing, publish_all};
-use crate::job::{BatchJob, Job, listed_copy};
+use crate::job::{BatchJob, ObjectJob, listed_copy};
 use crate::migration::{self, BatchCounts, LedgerEvent, Side};
 use crate::names::JobKind;
 use crate::outcome::Disposition;
@@ -101,11 +101,11 @@ pub(crate) async fn run(
     let mut counts = BatchCounts::default();
     let mut failed: Vec<(usize, ExecError)> = Vec::new();
     for (i, obj) in batch.objects.iter().enumerate() {
-        let job = Job::Copy(batch.copy_job(obj, delivered == 1));
+        let job = batch.copy_job(obj, delivered == 1);
         let span = info_span!("object", key = %obj.key);
         match shared
             .executor
-            .run(&job, &shared.abort)
+            .run(ObjectJob::Copy(&job), &shared.abort)
             .instrument(span)
             .await
         {

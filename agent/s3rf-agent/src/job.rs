@@ -233,6 +233,26 @@ pub enum Job {
     Batch(BatchJob),
 }
 
+/// A job on one object, the only kind the executor runs.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectJob<'a> {
+    /// Copy.
+    Copy(&'a CopyJob),
+    /// Delete.
+    Delete(&'a DeleteJob),
+}
+
+impl<'a> ObjectJob<'a> {
+    /// The event sequencer that orders it, the object it writes and the
+    /// object it mirrors, if any.
+    pub fn ordering(self) -> (Option<&'a str>, &'a ObjectRef, Option<&'a ObjectRef>) {
+        match self {
+            ObjectJob::Copy(c) => (c.sequencer.as_deref(), &c.dst, Some(&c.src)),
+            ObjectJob::Delete(d) => (d.sequencer.as_deref(), &d.dst, d.src.as_ref()),
+        }
+    }
+}
+
 impl Job {
     /// Parses and validates a payload received on the subject of `kind`.
     pub fn parse(

@@ -16,7 +16,7 @@ use crate::context::{Delivery, Shared};
 use crate::control::{Control, ControlError};
 use crate::executor::Outcome;
 use crate::jetstream::dead_letter_message;
-use crate::job::Job;
+use crate::job::{Job, ObjectJob};
 use crate::migration::{self, ObjectOutcome, Side};
 use crate::names::JobKind;
 use crate::ordering::{self, Claim};
@@ -182,12 +182,18 @@ async fn handle(
         .await;
 }
 
-/// A job's failure, whichever layer it came from.
+/// A job's failure, whichever layer it came from; its message is the
+/// layer's own.
+#[derive(Debug, thiserror::Error)]
 enum Failure {
-    Exec(crate::executor::ExecError),
-    Control(ControlError),
-    Ledger(crate::jetstream::QueueError),
-    Batch(BatchError),
+    #[error(transparent)]
+    Exec(#[from] crate::executor::ExecError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Ledger(#[from] crate::jetstream::QueueError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
 }
 
 impl Failure {
@@ -197,17 +203,6 @@ impl Failure {
             Failure::Control(e) => e.disposition(),
             Failure::Ledger(_) => Disposition::QueueDown,
             Failure::Batch(e) => e.disposition(),
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Exec(e) => e.fmt(f),
-            Failure::Control(e) => e.fmt(f),
-            Failure::Ledger(e) => e.fmt(f),
-            Failure::Batch(e) => e.fmt(f),
         }
     }
 }
@@ -243,14 +238,8 @@ fn object_record(
 }
 
 /// Runs a copy or delete job, in event order when it carries a sequencer.
-async fn run_object_job(shared: &Shared, job: &Job) -> Result<Outcome, Failure> {
-    let (sequencer, dst, src) = match job {
-        Job::Copy(c) => (c.sequencer.as_deref(), &c.dst, Some(&c.src)),
-        Job::Delete(d) => (d.sequencer.as_deref(), &d.dst, d.src.as_ref()),
-        Job::Migrate(_) | Job::Bucket(_) | Job::List(_) | Job::Batch(_) => {
-            (None, &EMPTY_OBJECT, None)
-        }
-    };
+async fn run_object_job(shared: &Shared, job: ObjectJob<'_>) -> Result<Outcome, Failure> {
+    let (sequencer, dst, src) = job.ordering();
     let Some(mine) = sequencer else {
         return shared
             .executor
@@ -303,13 +292,6 @@ async fn run_object_job(shared: &Shared, job: &Job) -> Result<Outcome, Failure> 
     Ok(outcome)
 }
 
-/// Stands in for the destination of jobs that have none (never used).
-static EMPTY_OBJECT: crate::job::ObjectRef = crate::job::ObjectRef {
-    endpoint: String::new(),
-    bucket: String::new(),
-    key: String::new(),
-};
-
 async fn execute(
     shared: &Shared,
     job: &Job,
@@ -332,30 +314,8 @@ async fn execute(
     };
     let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
     match job {
-        Job::Copy(_) | Job::Delete(_) => {
-            let since = match job {
-                Job::Copy(c) => c.attempted_since_ms,
-                _ => None,
-            };
-            let outcome = run_object_job(shared, job).await?.redone(
-                delivery.delivered,
-                delivery.published_ms,
-                since,
-            );
-            // The S3 work is done: trade the pull slot for a settling one,
-            // so the next job starts while this one is recorded and acked.
-            if let Ok(settling) = shared.settling.clone().acquire_owned().await {
-                *slot = settling;
-            }
-            if let Some((m, entity, o, bytes)) = object_record(job, Some(&outcome)) {
-                shared
-                    .ledger
-                    .record_outcome(&m, &entity, o, bytes)
-                    .await
-                    .map_err(Failure::Ledger)?;
-            }
-            Ok(Some(outcome))
-        }
+        Job::Copy(c) => settle_object(shared, job, ObjectJob::Copy(c), delivery, slot).await,
+        Job::Delete(d) => settle_object(shared, job, ObjectJob::Delete(d), delivery, slot).await,
         Job::Migrate(m) => cancelled(control.migrate(m, default_id).await),
         Job::Bucket(b) => cancelled(control.bucket(b).await),
         Job::List(l) => cancelled(control.list(l).await),
@@ -364,6 +324,39 @@ async fn execute(
             .map(|_| None)
             .map_err(Failure::Batch),
     }
+}
+
+/// Runs an object job, then trades its pull slot for a settling one and
+/// records its outcome in the migration ledger.
+async fn settle_object(
+    shared: &Shared,
+    job: &Job,
+    object: ObjectJob<'_>,
+    delivery: Delivery,
+    slot: &mut OwnedSemaphorePermit,
+) -> Result<Option<Outcome>, Failure> {
+    let since = match object {
+        ObjectJob::Copy(c) => c.attempted_since_ms,
+        ObjectJob::Delete(_) => None,
+    };
+    let outcome = run_object_job(shared, object).await?.redone(
+        delivery.delivered,
+        delivery.published_ms,
+        since,
+    );
+    // The S3 work is done: trade the pull slot for a settling one,
+    // so the next job starts while this one is recorded and acked.
+    if let Ok(settling) = shared.settling.clone().acquire_owned().await {
+        *slot = settling;
+    }
+    if let Some((m, entity, o, bytes)) = object_record(job, Some(&outcome)) {
+        shared
+            .ledger
+            .record_outcome(&m, &entity, o, bytes)
+            .await
+            .map_err(Failure::Ledger)?;
+    }
+    Ok(Some(outcome))
 }
 
 async fn run_job(

@@ -41,7 +41,7 @@ pub use error::{ExecError, Target, classify, classify_service};
 
 use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
-use crate::job::{CopyJob, DeleteJob, Job, ObjectRef};
+use crate::job::{CopyJob, DeleteJob, ObjectJob, ObjectRef};
 use crate::migration::BucketState;
 use crate::names::META_SOURCE_ETAG;
 use crate::plan::{self, Body, CopyPlan, Method, ObjectFacts, Part, Plan, Read, SkipReason};
@@ -231,25 +231,18 @@ impl Executor {
     }
 
     /// Runs one job. `cancel` aborts it (uploads are aborted, not left behind).
-    pub async fn run(&self, job: &Job, cancel: &CancellationToken) -> Result<Outcome, ExecError> {
+    pub async fn run(
+        &self,
+        job: ObjectJob<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, ExecError> {
         match job {
-            Job::Copy(c) => self.copy(c, cancel).await,
-            Job::Delete(d) => {
+            ObjectJob::Copy(c) => self.copy(c, cancel).await,
+            ObjectJob::Delete(d) => {
                 tokio::select! {
                     r = self.delete(d) => r,
                     () = cancel.cancelled() => Err(ExecError::Cancelled),
                 }
-            }
-            Job::Migrate(_) | Job::Bucket(_) | Job::List(_) | Job::Batch(_) => {
-                Err(ExecError::Internal {
-                    op: "run",
-                    target: Target {
-                        endpoint: String::new(),
-                        bucket: String::new(),
-                        key: None,
-                    },
-                    detail: "migration jobs are handled by the control module".to_owned(),
-                })
             }
         }
     }
