@@ -101,7 +101,7 @@ pub(crate) async fn run(
     let mut counts = BatchCounts::default();
     let mut failed: Vec<(usize, ExecError)> = Vec::new();
     for (i, obj) in batch.objects.iter().enumerate() {
-        let job = batch.copy_job(obj, delivered == 1);
+        let job = batch.copy_job(obj, delivered);
         let span = info_span!("object", key = %obj.key);
         match shared
             .executor

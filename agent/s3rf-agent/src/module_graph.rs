@@ -116,3 +116,40 @@ fn a_cycle_is_found() {
     g.get_mut("c").map(|d| d.remove("a"));
     assert_eq!(cycle(&g), None);
 }
+
+#[test]
+fn every_file_is_in_the_code_map_and_says_what_it_owns() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("../../ARCHITECTURE.md")).unwrap_or_default();
+    let src = root.join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut unnamed = Vec::new();
+    let mut undocumented = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap_or(f);
+        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned());
+        let named = match (name.as_deref(), rel.parent()) {
+            (Some("lib.rs"), _) => true,
+            (Some("mod.rs"), Some(dir)) => map.contains(&format!("`{}/`", dir.display())),
+            (Some(n), _) => map.contains(&format!("`{n}`")) || map.contains(&format!("{n}`")),
+            _ => false,
+        };
+        if !named {
+            unnamed.push(rel.display().to_string());
+        }
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        if !text.trim_start().starts_with("//!") {
+            undocumented.push(rel.display().to_string());
+        }
+    }
+    assert!(files.len() > 30, "read the source tree");
+    assert!(
+        unnamed.is_empty(),
+        "ARCHITECTURE.md's code map does not name {unnamed:?}; add each with what it owns"
+    );
+    assert!(
+        undocumented.is_empty(),
+        "{undocumented:?} do not open with a //! comment saying what they own"
+    );
+}

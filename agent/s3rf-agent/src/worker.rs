@@ -113,11 +113,7 @@ async fn handle(
     };
     let stores = shared.executor.stores();
     let job = match Job::parse(kind, &msg.payload, |name| stores.contains(name)) {
-        // A redelivered copy may have written already: compare again.
-        Ok(Job::Copy(mut c)) if delivered > 1 => {
-            c.skip_destination_head = false;
-            Job::Copy(c)
-        }
+        Ok(Job::Copy(c)) => Job::Copy(c.for_delivery(delivered)),
         Ok(job) => job,
         Err(e) => {
             let span = info_span!("job", job = seq, %kind, delivered);

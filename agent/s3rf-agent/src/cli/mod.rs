@@ -1,0 +1,312 @@
+//! The `s3rf-agent` command line: argument parsing and dispatch. `main` only
+//! calls [`main`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+mod filters;
+mod operate;
+
+use filters::{filter_list, filter_test};
+use operate::{operate, summary};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::agent::{self, RunOptions};
+use crate::config::Config;
+use crate::migration::Tally;
+use crate::ops::{self, Location, Operator, Selection};
+use crate::telemetry;
+
+/// Config file used when neither --config nor S3RF_CONFIG is given.
+pub const DEFAULT_CONFIG: &str = "/etc/s3rf/agent.toml";
+
+/// Copy objects between S3-compatible stores, driven by NATS JetStream jobs.
+#[derive(Debug, Parser)]
+#[command(name = "s3rf-agent", version, about)]
+pub struct Cli {
+    /// Agent config file (TOML).
+    #[arg(long, short, env = "S3RF_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; `run` is the default.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent daemon (the default).
+    Run(RunArgs),
+    /// Run the SQS ingress bridge: S3 event notifications become jobs.
+    Bridge,
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Start a migration from one endpoint to another and print its id.
+    Migrate(MigrateArgs),
+    /// Publish a job copying one object: `copy a:photos/x.jpg b:photos-copy[/new-key]`.
+    Copy {
+        /// Source, ENDPOINT:BUCKET/KEY.
+        src: Location,
+        /// Destination, ENDPOINT:BUCKET[/KEY].
+        dst: Location,
+    },
+    /// Publish a job deleting one object: `delete b:photos-copy/x.jpg`.
+    Delete {
+        /// ENDPOINT:BUCKET/KEY.
+        dst: Location,
+    },
+    /// List migrations, or show one in detail.
+    Status {
+        /// Migration id.
+        id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List multipart copies in progress, with parts done and total: those
+    /// running and those kept for a redelivery to resume.
+    Uploads {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect, retry or purge dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Try a Wasm filter, or list the filters a config would load.
+    Filter {
+        #[command(subcommand)]
+        command: FilterCommand,
+    },
+}
+
+/// `filter` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FilterCommand {
+    /// Print the decision of a filter for each KEY (or each line of stdin:
+    /// `KEY` or `KEY<TAB>SIZE`).
+    Test(FilterTestArgs),
+    /// Show the filters the config's [filters] dir holds: version hash, or
+    /// why a file is refused. Exits 1 if any file is refused.
+    List,
+}
+
+/// Options of `filter test`.
+#[derive(Debug, clap::Args)]
+pub struct FilterTestArgs {
+    /// The filter module.
+    pub file: PathBuf,
+    /// Parameters (.toml or .json); default: FILE's stem with .toml/.json if present.
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// Object size in bytes, for keys without one.
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Ask about deletes instead of copies.
+    #[arg(long)]
+    pub delete: bool,
+    /// Source and destination bucket name shown to the filter.
+    #[arg(long, default_value = "bucket")]
+    pub bucket: String,
+    /// Source endpoint name shown to the filter.
+    #[arg(long, default_value = "src")]
+    pub endpoint: String,
+    /// Keys to decide; read from stdin when none are given.
+    pub keys: Vec<String>,
+}
+
+/// Options of `migrate`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Source endpoint.
+    #[arg(long)]
+    pub src: String,
+    /// Destination endpoint.
+    #[arg(long)]
+    pub dst: String,
+    /// A bucket to migrate (repeat); all buckets of --src when absent.
+    #[arg(long = "bucket")]
+    pub buckets: Vec<String>,
+    /// A glob of buckets to leave out (repeat).
+    #[arg(long = "exclude-bucket")]
+    pub exclude_buckets: Vec<String>,
+    /// Only keys under this prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Rename a bucket at the destination: SRC=DST (repeat).
+    #[arg(long = "map", value_parser = parse_mapping)]
+    pub bucket_map: Vec<(String, String)>,
+    /// Delete destination objects the source no longer has.
+    #[arg(long)]
+    pub delete_extraneous: bool,
+    /// Count what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Migration id (default: generated).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Show progress until the migration completes; exit 2 if anything was dead-lettered.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+fn parse_mapping(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_owned(), b.to_owned())),
+        _ => Err(format!("{s:?}: expected SRC=DST")),
+    }
+}
+
+/// `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters with their reasons.
+    List {
+        /// Only this migration's.
+        #[arg(long)]
+        migration: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its job.
+    Show {
+        /// Sequence number from `dlq list`.
+        seq: u64,
+    },
+    /// Republish dead letters to their job subjects and remove them.
+    Retry(DlqSelect),
+    /// Remove dead letters.
+    Purge(DlqSelect),
+}
+
+/// Which dead letters.
+#[derive(Debug, clap::Args)]
+pub struct DlqSelect {
+    /// Sequence number from `dlq list`.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub seq: Option<u64>,
+    /// All of them (optionally of --migration).
+    #[arg(long)]
+    pub all: bool,
+    /// Only this migration's (with --all).
+    #[arg(long, requires = "all")]
+    pub migration: Option<String>,
+}
+
+impl DlqSelect {
+    fn selection(&self) -> Selection {
+        match self.seq {
+            Some(seq) => Selection::One(seq),
+            None => Selection::All {
+                migration: self.migration.clone(),
+            },
+        }
+    }
+}
+
+/// Options of `run`.
+#[derive(Debug, Default, clap::Args)]
+pub struct RunArgs {
+    /// Exit 0 after this long without work, e.g. `60s` or `5m`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub exit_when_idle: Option<Duration>,
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file (with S3RF_* overrides) and summarise it.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// Parses arguments, runs, and turns errors into one line and an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let cfg = load(&file)?;
+            println!("{}", summary(&file, &cfg));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let cfg = load(&config_path)?;
+            telemetry::init(cfg.log.format, &cfg.log.level);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("s3rf-agent")
+                .build()
+                .context("cannot start the tokio runtime")?;
+            let opts = RunOptions {
+                exit_when_idle: args.exit_when_idle,
+            };
+            runtime.block_on(agent::run(cfg, opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bridge => {
+            let cfg = load(&config_path)?;
+            telemetry::init(cfg.log.format, &cfg.log.level);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("s3rf-bridge")
+                .build()
+                .context("cannot start the tokio runtime")?;
+            runtime.block_on(crate::bridge::run(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Filter {
+            command: FilterCommand::Test(args),
+        } => {
+            // Use the config's limits when there is a config; defaults otherwise.
+            let limits = match cli.config.as_deref() {
+                Some(p) => load(p)?.filters.limits,
+                None => crate::config::FilterConfig::default().limits,
+            };
+            filter_test(&args, limits)
+        }
+        Command::Filter {
+            command: FilterCommand::List,
+        } => {
+            let cfg = load(&config_path)?;
+            filter_list(&cfg)
+        }
+        command => {
+            let cfg = load(&config_path)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the tokio runtime")?;
+            runtime.block_on(operate(cfg, command))
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The operator commands that talk to NATS (`migrate`, `copy`, `delete`,
+//! `status`, `uploads`, `dlq`) and how they print: progress, tallies and
+//! one-line summaries.
+
+use super::*;
+
+fn human_bytes(n: u64) -> String {
+    bytesize::ByteSize::b(n).display().iec().to_string()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn counts_line(t: &Tally) -> String {
+    let mut parts = vec![
+        format!("listed {}", t.listed),
+        format!("copied {}", t.copied),
+        format!("skipped {}", t.skipped),
+        format!("filtered {}", t.filtered),
+    ];
+    if t.dry_run {
+        parts.push(format!("would copy {}", t.would_copy));
+    }
+    if t.mirror {
+        parts.push(format!("deleted {}", t.deleted));
+        if t.dry_run {
+            parts.push(format!("would delete {}", t.would_delete));
+        }
+        parts.push(format!("kept {}", t.kept));
+    }
+    parts.push(format!("dead-lettered {}", t.dead_lettered));
+    parts.push(human_bytes(t.copied_bytes));
+    parts.join(", ")
+}
+
+fn detail(id: &str, spec: &serde_json::Value, t: &Tally) -> String {
+    let (objects_per_s, bytes_per_s) = ops::rates(t, now_ms());
+    let mut out = vec![
+        format!("migration {id}: {}", ops::state_of(t)),
+        format!("  spec:      {spec}"),
+        format!(
+            "  buckets:   {}/{} settled",
+            t.buckets_done(),
+            t.buckets.len()
+        ),
+        format!(
+            "  listing:   {}",
+            if t.listing_finished() {
+                "finished"
+            } else {
+                "in progress"
+            }
+        ),
+        format!("  objects:   {}", counts_line(t)),
+        format!(
+            "  rate:      {objects_per_s:.1} objects/s, {}/s",
+            human_bytes(bytes_per_s as u64)
+        ),
+        format!("  started:   {}", fmt_ms(t.first_event_ms)),
+    ];
+    for (name, b) in &t.buckets {
+        out.push(format!(
+            "  bucket {name} -> {}: {}{}, {} objects in {} pages{}",
+            b.dst_bucket,
+            b.state
+                .map_or("pending".to_owned(), |s| format!("{s:?}").to_lowercase()),
+            b.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            b.objects,
+            b.source_pages,
+            if b.source_listed() { ", listed" } else { "" },
+        ));
+    }
+    out.join("\n")
+}
+
+fn fmt_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "-".to_owned();
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+async fn wait_with_progress(op: &Operator, id: &str) -> anyhow::Result<Tally> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    op.wait_started(id, Duration::from_secs(60)).await?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} objects  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    loop {
+        let (_, t) = op.status(id).await?;
+        let done = t.source_outcomes + t.destination_outcomes;
+        bar.set_length(t.listed + t.mirror_listed);
+        bar.set_position(done);
+        let (objects_per_s, bytes_per_s) = ops::rates(&t, now_ms());
+        let eta = if objects_per_s > 0.0 && !t.complete() {
+            format!(", ETA {}s", (t.outstanding() as f64 / objects_per_s).ceil())
+        } else {
+            String::new()
+        };
+        bar.set_message(format!(
+            "{} | {}/s{eta}{}",
+            counts_line(&t),
+            human_bytes(bytes_per_s as u64),
+            if t.listing_finished() {
+                ""
+            } else {
+                " (listing)"
+            }
+        ));
+        if t.complete() {
+            bar.finish();
+            return Ok(t);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<ExitCode> {
+    let op = Operator::connect(cfg).await?;
+    let code = match command {
+        Command::Migrate(a) => {
+            let spec = s3rf_wire::MigrateJob {
+                id: a.id,
+                src: a.src,
+                dst: a.dst,
+                buckets: (!a.buckets.is_empty()).then_some(a.buckets),
+                exclude_buckets: a.exclude_buckets,
+                prefix: a.prefix,
+                bucket_map: a.bucket_map.into_iter().collect(),
+                delete_extraneous: a.delete_extraneous,
+                dry_run: a.dry_run,
+            };
+            let id = op.migrate(spec).await?;
+            println!("{id}");
+            if a.wait {
+                let t = wait_with_progress(&op, &id).await?;
+                println!("migration {id} {}: {}", ops::state_of(&t), counts_line(&t));
+                if t.dead_lettered > 0 {
+                    eprintln!(
+                        "error: {} job(s) dead-lettered; see `s3rf-agent dlq list --migration {id}`",
+                        t.dead_lettered
+                    );
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Copy { src, dst } => {
+            let seq = op.copy(&src, &dst).await?;
+            println!("published copy job {seq}");
+            ExitCode::SUCCESS
+        }
+        Command::Delete { dst } => {
+            let seq = op.delete(&dst).await?;
+            println!("published delete job {seq}");
+            ExitCode::SUCCESS
+        }
+        Command::Status { id: Some(id), json } => {
+            let (spec, t) = op.status(&id).await?;
+            if json {
+                let v = serde_json::json!({"id": id, "state": ops::state_of(&t), "spec": spec, "tally": t});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", detail(&id, &spec, &t));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Status { id: None, json } => {
+            let mut rows = Vec::new();
+            for id in op.migrations().await? {
+                let (_, t) = op.status(&id).await?;
+                rows.push((id, t));
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(id, t)| serde_json::json!({"id": id, "state": ops::state_of(t), "tally": t}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if rows.is_empty() {
+                println!("no migrations");
+            } else {
+                for (id, t) in rows {
+                    println!(
+                        "{id}  {}  buckets {}/{}  {}",
+                        ops::state_of(&t),
+                        t.buckets_done(),
+                        t.buckets.len(),
+                        counts_line(&t)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Uploads { json } => {
+            let uploads = op.uploads().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&uploads)?);
+            } else if uploads.is_empty() {
+                println!("no multipart copies in progress");
+            } else {
+                let now = crate::resume::now_ms();
+                for u in uploads {
+                    println!(
+                        "{}  parts {}/{}  {}  {}  updated {}s ago  from {}  upload {}",
+                        u.dst,
+                        u.parts_done,
+                        u.parts_total,
+                        bytesize::ByteSize::b(u.size),
+                        if u.running {
+                            "running"
+                        } else {
+                            "waiting to resume"
+                        },
+                        (now - u.updated_ms).max(0) / 1000,
+                        u.src,
+                        u.upload_id
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Dlq { command } => match command {
+            DlqCommand::List { migration, json } => {
+                let letters = op.dead_letters(migration.as_deref()).await?;
+                if json {
+                    let v: Vec<_> = letters.iter().map(|(v, _)| v).collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else if letters.is_empty() {
+                    println!("no dead letters");
+                } else {
+                    for (v, _) in letters {
+                        println!(
+                            "{}  {}  deliveries {}  {}  {}",
+                            v.seq, v.subject, v.deliveries, v.failed_at, v.reason
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            DlqCommand::Show { seq } => {
+                let v = op.dead_letter(seq).await?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                ExitCode::SUCCESS
+            }
+            DlqCommand::Retry(sel) => {
+                let n = op.retry(&sel.selection()).await?;
+                println!("retried {n} dead letter(s)");
+                ExitCode::SUCCESS
+            }
+            DlqCommand::Purge(sel) => {
+                let n = op.purge(&sel.selection()).await?;
+                println!("purged {n} dead letter(s)");
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Run(_) | Command::Bridge | Command::Config { .. } | Command::Filter { .. } => {
+            ExitCode::FAILURE
+        }
+    };
+    op.close().await;
+    Ok(code)
+}
+
+pub(super) fn summary(path: &Path, cfg: &Config) -> String {
+    let endpoints: Vec<String> = cfg
+        .endpoints
+        .values()
+        .map(|e| {
+            format!(
+                "{} ({}, region {}, credentials {:?})",
+                e.name,
+                e.url.as_deref().unwrap_or("AWS"),
+                e.region,
+                e.credentials
+            )
+        })
+        .collect();
+    format!(
+        "ok: {}\n  nats: {} (prefix {})\n  endpoints: {}\n  copy: concurrency {}, part size {} B, buffer memory {} B",
+        path.display(),
+        cfg.nats.url,
+        cfg.nats.prefix,
+        if endpoints.is_empty() {
+            "none".to_owned()
+        } else {
+            endpoints.join(", ")
+        },
+        cfg.copy.concurrency,
+        cfg.copy.part_size,
+        cfg.copy.buffer_memory,
+    )
+}
