@@ -8,6 +8,8 @@
 // Errors are the cold path and carry endpoint/bucket/key context on purpose.
 #![allow(clippy::result_large_err)]
 
+pub use s3rf_core::{events, job, migration, names, outcome, plan};
+
 pub mod agent;
 pub mod batch;
 pub mod bridge;
@@ -16,22 +18,16 @@ pub mod config;
 pub mod context;
 pub mod control;
 pub mod embedded;
-pub mod events;
 pub mod executor;
 pub mod filter;
 pub mod health;
 pub mod jetstream;
-pub mod job;
 pub mod ledger;
 pub mod metrics;
-pub mod migration;
 #[cfg(test)]
 mod module_graph;
-pub mod names;
 pub mod ops;
 pub mod ordering;
-pub mod outcome;
-pub mod plan;
 pub mod resume;
 pub mod shutdown;
 pub mod store;

@@ -1,6 +1,8 @@
-//! Test only: the crate's top-level modules import each other without
-//! cycles. A module's imports are every `crate::<module>` path in its file
-//! (or its directory), comments left out.
+//! Test only: the layout rules of s3rf-agent and s3rf-core. Top-level
+//! modules import each other without cycles (a module's imports are every
+//! `crate::<module>` path in its file or directory, comments left out);
+//! every source file is in ARCHITECTURE.md's code map and opens with a
+//! `//!` comment; s3rf-core depends on no IO crate.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -89,16 +91,53 @@ fn cycle(g: &Graph) -> Option<Vec<String>> {
     None
 }
 
+/// The source directories of s3rf-agent and s3rf-core.
+fn crates() -> [std::path::PathBuf; 2] {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [root.join("src"), root.join("../s3rf-core/src")]
+}
+
 #[test]
 fn the_module_graph_has_no_cycle() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let g = graph(&src);
+    let [agent, core] = crates();
+    let g = graph(&agent);
     assert!(g.len() > 20, "read the source tree: {g:?}");
     assert!(g["worker"].contains("executor"), "{:?}", g["worker"]);
-    if let Some(c) = cycle(&g) {
-        panic!(
-            "modules import each other in a cycle: {}; move what both need into a module of its own",
-            c.join(" -> ")
+    let core = graph(&core);
+    assert!(core["plan"].contains("settings"), "{:?}", core.get("plan"));
+    for g in [g, core] {
+        if let Some(c) = cycle(&g) {
+            panic!(
+                "modules import each other in a cycle: {}; move what both need into a module of its own",
+                c.join(" -> ")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_core_crate_depends_on_no_io_crate() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../s3rf-core/Cargo.toml"),
+    )
+    .unwrap_or_default();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|d| d.split("\n[").next())
+        .unwrap_or_default();
+    assert!(deps.contains("serde"), "read the manifest: {deps}");
+    for io in [
+        "tokio",
+        "aws-",
+        "async-nats",
+        "wasmtime",
+        "hyper",
+        "reqwest",
+    ] {
+        assert!(
+            !deps.contains(io),
+            "s3rf-core must stay pure, but depends on {io}; do the IO in s3rf-agent"
         );
     }
 }
@@ -121,13 +160,16 @@ fn a_cycle_is_found() {
 fn every_file_is_in_the_code_map_and_says_what_it_owns() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let map = std::fs::read_to_string(root.join("../../ARCHITECTURE.md")).unwrap_or_default();
-    let src = root.join("src");
     let mut files = Vec::new();
-    sources(&src, &mut files);
+    for src in crates() {
+        let mut found = Vec::new();
+        sources(&src, &mut found);
+        files.extend(found.into_iter().map(|f| (src.clone(), f)));
+    }
     let mut unnamed = Vec::new();
     let mut undocumented = Vec::new();
-    for f in &files {
-        let rel = f.strip_prefix(&src).unwrap_or(f);
+    for (src, f) in &files {
+        let rel = f.strip_prefix(src).unwrap_or(f);
         let name = rel.file_name().map(|n| n.to_string_lossy().into_owned());
         let named = match (name.as_deref(), rel.parent()) {
             (Some("lib.rs"), _) => true,

@@ -74,25 +74,6 @@ pub struct BridgeConfig {
     pub queues: Vec<QueueConfig>,
 }
 
-/// A validated queue route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// Queue URL.
-    pub queue_url: String,
-    /// Endpoint for SQS.
-    pub sqs_endpoint: String,
-    /// Source endpoint.
-    pub src: String,
-    /// Destination endpoint.
-    pub dst: String,
-    /// Bucket renames.
-    pub bucket_map: BTreeMap<String, String>,
-    /// Key prefix filter.
-    pub prefix: Option<String>,
-    /// Deletes propagate.
-    pub propagate_deletes: bool,
-}
-
 pub(super) fn validate_bridge(
     b: RawBridge,
     endpoints: &BTreeMap<String, EndpointConfig>,

@@ -108,33 +108,6 @@ const fn default_resume_ttl_secs() -> u64 {
     7 * 24 * 3600
 }
 
-/// Validated `[copy]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyConfig {
-    /// Copy jobs at once.
-    pub concurrency: usize,
-    /// Parts in flight per object.
-    pub part_concurrency: usize,
-    /// Preferred part size in bytes.
-    pub part_size: u64,
-    /// Cross-endpoint single-PUT limit in bytes.
-    pub multipart_threshold: u64,
-    /// Same-endpoint single-CopyObject limit in bytes.
-    pub server_side_multipart_threshold: u64,
-    /// Bytes buffered by all copies together.
-    pub buffer_memory: u64,
-    /// Read-ahead window of a piped single PUT (0: whole-object buffer).
-    pub read_ahead: u64,
-    /// Grace period after SIGTERM.
-    pub shutdown_grace: Duration,
-    /// First retry delay.
-    pub retry_base_delay: Duration,
-    /// Longest retry delay.
-    pub retry_max_delay: Duration,
-    /// How long multipart resume records live (`None`: no records).
-    pub resume_ttl: Option<Duration>,
-}
-
 pub(super) fn validate_copy(raw: RawCopy) -> Result<CopyConfig, ConfigError> {
     let part_size = raw.part_size.as_u64();
     let multipart_threshold = raw.multipart_threshold.as_u64();

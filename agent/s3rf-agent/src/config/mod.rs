@@ -27,8 +27,8 @@ mod nats;
 mod readme;
 mod sync;
 
-pub use bridge::{BridgeConfig, QueueConfig, RawBridge, RawQueue};
-pub use copy::{CopyConfig, RawCopy};
+pub use bridge::{BridgeConfig, RawBridge, RawQueue};
+pub use copy::RawCopy;
 pub use endpoint::{ChecksumMode, EndpointConfig, EndpointKind, RawEndpoint, Verify};
 pub use filters::{FilterConfig, FilterLimits, RawFilters};
 pub use log::{LogConfig, LogFormat, RawLog};
@@ -36,6 +36,7 @@ pub use migrate::{MigrateConfig, RawMigrate};
 pub use nats::{
     CredentialSource, EMBEDDED, EmbeddedNatsConfig, NatsAuth, NatsConfig, RawNats, nats_servers,
 };
+pub use s3rf_core::settings::{CopyConfig, MAX_LIST_SPLIT, QueueConfig};
 pub use sync::{RawSync, SyncConfig};
 
 use bridge::validate_bridge;
@@ -45,9 +46,6 @@ use filters::validate_filters;
 use migrate::validate_migrate;
 use nats::validate_nats;
 use sync::validate_sync;
-
-/// Most `/` levels a listing may split into parallel listings.
-pub const MAX_LIST_SPLIT: u32 = 16;
 
 /// S3's smallest allowed multipart part (all parts but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;

@@ -15,7 +15,7 @@
 //! the chain runs in file-name order over the same encoded input, and each
 //! decision's log line names the filter versions (content hashes) that made it.
 
-pub mod abi;
+pub use s3rf_core::filter_abi as abi;
 mod chain;
 pub mod dir;
 pub mod error;

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
-use crate::config::QueueConfig;
+use crate::settings::QueueConfig;
 
 /// What an event does to its object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 //! every endpoint a job names exists in this agent's config, so a job naming
 //! an unknown endpoint is refused before any connection is made.
 
-pub use crate::config::MAX_LIST_SPLIT;
 use crate::names::JobKind;
+pub use crate::settings::MAX_LIST_SPLIT;
 
 mod parse;
 

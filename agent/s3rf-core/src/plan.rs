@@ -6,7 +6,7 @@
 
 use std::ops::RangeInclusive;
 
-use crate::config::CopyConfig;
+use crate::settings::CopyConfig;
 
 /// S3's highest multipart part number.
 pub const MAX_PARTS: u64 = 10_000;

@@ -1,0 +1,17 @@
+//! s3rf-core: the pure rules of s3rf, with no tokio, AWS SDK, NATS client
+//! or wasmtime among its dependencies, so that "planning is pure" is a
+//! fact of Cargo.toml. Validated jobs ([`job`]) and how a copy is planned
+//! ([`plan`]), what a job did and what that means for its message
+//! ([`outcome`]), migration accounting ([`migration`]), S3 event parsing
+//! ([`events`]), every NATS name ([`names`]) and the filter ABI codec
+//! ([`filter_abi`]). `s3rf-agent` does the IO and re-exports these under
+//! the same paths (`s3rf_agent::plan`, …).
+
+pub mod events;
+pub mod filter_abi;
+pub mod job;
+pub mod migration;
+pub mod names;
+pub mod outcome;
+pub mod plan;
+pub mod settings;
