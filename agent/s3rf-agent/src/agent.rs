@@ -230,7 +230,7 @@ async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
                 names,
                 config.nats.replicas,
                 ttl,
-                resume_liveness(config.nats.ack_wait),
+                crate::resume::liveness(config.nats.ack_wait),
             )
             .await?,
         ),
@@ -244,13 +244,6 @@ async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
         sequencers,
         uploads,
     })
-}
-
-/// How long a multipart resume record stays "running" after its last
-/// write: a copy rewrites it at least every quarter of this while it runs,
-/// and a job whose agent died is redelivered after `ack_wait`.
-pub fn resume_liveness(ack_wait: Duration) -> Duration {
-    (ack_wait * 2).max(Duration::from_secs(10))
 }
 
 /// Longest wait between two set-up attempts.

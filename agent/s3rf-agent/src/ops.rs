@@ -319,7 +319,7 @@ impl Operator {
 
     /// Multipart copies in progress (or left for a redelivery), oldest first.
     pub async fn uploads(&self) -> Result<Vec<UploadView>, OpsError> {
-        let liveness = crate::agent::resume_liveness(self.config.nats.ack_wait);
+        let liveness = crate::resume::liveness(self.config.nats.ack_wait);
         let Some(uploads) = crate::resume::Uploads::existing(&self.js, &self.names, liveness).await
         else {
             return Ok(Vec::new());

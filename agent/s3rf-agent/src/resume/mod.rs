@@ -20,6 +20,7 @@
 mod store;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +185,13 @@ pub(crate) fn contiguous(parts: &BTreeMap<i32, PartDone>) -> i32 {
         k = *n;
     }
     k
+}
+
+/// How long a multipart resume record stays "running" after its last
+/// write: a copy rewrites it at least every quarter of this while it runs,
+/// and a job whose agent died is redelivered after `ack_wait`.
+pub fn liveness(ack_wait: Duration) -> Duration {
+    (ack_wait * 2).max(Duration::from_secs(10))
 }
 
 /// Milliseconds since the epoch.
