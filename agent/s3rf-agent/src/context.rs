@@ -1,8 +1,8 @@
 //! What every job handler of an agent shares: the JetStream context, the
 //! executor, settings, the ledger and sequencers, the settling permits and
 //! the shutdown token ([`Shared`]), and which delivery of a job is running
-//! ([`Delivery`]). The pull loop (`worker.rs`) and the batch handler
-//! (`batch.rs`) both take it; neither depends on the other for it.
+//! ([`Delivery`]). The pull loop (`worker.rs`) and the handlers
+//! (`object.rs`, `batch.rs`) all take it; none depends on another for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

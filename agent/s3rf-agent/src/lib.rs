@@ -19,6 +19,7 @@ pub mod context;
 pub mod control;
 pub mod embedded;
 pub mod executor;
+pub mod failure;
 pub mod filter;
 pub mod health;
 pub mod jetstream;
@@ -26,6 +27,7 @@ pub mod ledger;
 pub mod metrics;
 #[cfg(test)]
 mod module_graph;
+pub mod object;
 pub mod ops;
 pub mod ordering;
 pub mod resume;
