@@ -95,7 +95,9 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         sequencers,
         uploads,
     } = set_up_retrying(&config, &names, &shutdown.stop).await?;
-    let mut executor = Executor::new(stores, config.copy.clone()).with_filters(filters);
+    let mut executor = Executor::new(stores, config.copy.clone())
+        .with_filters(filters)
+        .with_limits(&config.limits);
     if let Some(uploads) = uploads {
         executor = executor.with_resume(uploads);
     }

@@ -20,6 +20,7 @@ mod bridge;
 mod copy;
 mod endpoint;
 mod filters;
+mod limits;
 mod log;
 mod migrate;
 mod nats;
@@ -31,6 +32,7 @@ pub use bridge::{BridgeConfig, RawBridge, RawQueue};
 pub use copy::RawCopy;
 pub use endpoint::{ChecksumMode, EndpointConfig, EndpointKind, RawEndpoint, Verify};
 pub use filters::{FilterConfig, FilterLimits, RawFilters};
+pub use limits::{LimitsConfig, RawLimits};
 pub use log::{LogConfig, LogFormat, RawLog};
 pub use migrate::{MigrateConfig, RawMigrate};
 pub use nats::{
@@ -43,6 +45,7 @@ use bridge::validate_bridge;
 use copy::validate_copy;
 use endpoint::validate_endpoint;
 use filters::validate_filters;
+use limits::validate_limits;
 use migrate::validate_migrate;
 use nats::validate_nats;
 use sync::validate_sync;
@@ -96,6 +99,9 @@ pub struct RawConfig {
     /// Copy tuning.
     #[serde(default)]
     pub copy: RawCopy,
+    /// Rate limits.
+    #[serde(default)]
+    pub limits: RawLimits,
     /// Migration tuning.
     #[serde(default)]
     pub migrate: RawMigrate,
@@ -134,6 +140,8 @@ pub struct Config {
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Copy tuning.
     pub copy: CopyConfig,
+    /// Rate limits.
+    pub limits: LimitsConfig,
     /// Migration tuning.
     pub migrate: MigrateConfig,
     /// Event sync.
@@ -214,6 +222,7 @@ impl RawConfig {
             endpoints.insert(name, ep);
         }
         let copy = validate_copy(self.copy)?;
+        let limits = validate_limits(self.limits)?;
         let migrate = validate_migrate(self.migrate)?;
         let sync = validate_sync(self.sync)?;
         let bridge = validate_bridge(self.bridge, &endpoints)?;
@@ -235,6 +244,7 @@ impl RawConfig {
             nats,
             endpoints,
             copy,
+            limits,
             migrate,
             sync,
             bridge,
@@ -386,6 +396,23 @@ mod tests {
             Err("5GiB"),
         );
         check("[filters]\nfuel = 5\n", &[], Err("filters.fuel"));
+        check(
+            "[limits]\nobjects_per_sec = 0\n",
+            &[],
+            Err("limits.objects_per_sec"),
+        );
+        check(
+            "[limits]\nbytes_per_sec = \"512B\"\n",
+            &[],
+            Err("limits.bytes_per_sec"),
+        );
+        check(
+            "[limits]\nbytes_per_sec = \"50MiB\"\nobjects_per_sec = 200\n",
+            &[],
+            Ok(
+                "limits: LimitsConfig { bytes_per_sec: Some(52428800), objects_per_sec: Some(200) }",
+            ),
+        );
         check(
             "[nats]\nurl = \"nats://h:4222\"\nstore_dir = \"/x\"\n",
             &[],

@@ -142,6 +142,7 @@ fn code_keys() -> BTreeMap<&'static str, BTreeSet<String>> {
         ("[nats]", fields::<RawNats>()),
         ("[endpoints.<name>]", fields::<RawEndpoint>()),
         ("[copy]", fields::<RawCopy>()),
+        ("[limits]", fields::<RawLimits>()),
         ("[migrate]", fields::<RawMigrate>()),
         ("[sync]", fields::<RawSync>()),
         ("[bridge]", bridge),

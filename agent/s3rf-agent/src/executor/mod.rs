@@ -16,6 +16,7 @@ mod multipart;
 mod put;
 mod read_ahead;
 mod source;
+mod throttle;
 mod uploads;
 
 use crate::outcome::Disposition;
@@ -38,6 +39,7 @@ pub use crate::outcome::Outcome;
 pub use buckets::{Listed, Page};
 pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
+pub use throttle::Throttle;
 
 use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
@@ -120,6 +122,8 @@ pub struct Executor {
     filters: Filters,
     /// Where multipart copies record their parts, to be resumed.
     uploads: Option<Uploads>,
+    /// `[limits]`, shared by every copy of the agent.
+    throttle: Arc<Throttle>,
 }
 
 fn strip_quotes(etag: &str) -> String {
@@ -197,7 +201,15 @@ impl Executor {
             buffer_units,
             filters: Filters::default(),
             uploads: None,
+            throttle: Arc::new(Throttle::default()),
         }
+    }
+
+    /// The same executor, within `limits`.
+    #[must_use]
+    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
+        self.throttle = Arc::new(Throttle::new(limits));
+        self
     }
 
     /// The same executor, recording multipart copies in `uploads` so a
@@ -236,6 +248,10 @@ impl Executor {
         job: ObjectJob<'_>,
         cancel: &CancellationToken,
     ) -> Result<Outcome, ExecError> {
+        tokio::select! {
+            () = self.throttle.object() => {}
+            () = cancel.cancelled() => return Err(ExecError::Cancelled),
+        }
         match job {
             ObjectJob::Copy(c) => self.copy(c, cancel).await,
             ObjectJob::Delete(d) => {

@@ -120,6 +120,7 @@ impl Executor {
         job: &CopyJob,
         listed_size: u64,
     ) -> Result<(Source, Option<Prefetched>), ExecError> {
+        self.throttle.bytes(listed_size).await;
         let body = plan::plan_body(listed_size, self.pipeable(&job.dst), self.copy.read_ahead);
         let window = match body {
             Body::Piped { window } => window,
@@ -297,6 +298,7 @@ impl Executor {
         job: &CopyJob,
         src: &Source,
     ) -> Result<ByteStream, ExecError> {
+        self.throttle.bytes(src.facts.size).await;
         let out = self
             .source_get(job, src)?
             .checksum_mode(ChecksumMode::Enabled)
@@ -327,6 +329,7 @@ impl Executor {
                 src.facts.size
             }
         };
+        self.throttle.bytes(expected).await;
         let mut out = req.send().await.map_err(|e| classify("GetObject", &t, e))?;
         read_body(&mut out.body, expected, &t).await
     }

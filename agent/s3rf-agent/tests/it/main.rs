@@ -12,5 +12,6 @@ mod filters;
 mod harness;
 mod integrity;
 mod lifecycle;
+mod limits;
 mod migrate;
 mod sync;
