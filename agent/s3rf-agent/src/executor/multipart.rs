@@ -21,6 +21,15 @@ pub(super) struct Start {
     pub(super) hashed: Option<(i32, String)>,
 }
 
+/// The upload streamed parts go into: its id, the whole-object MD5 their
+/// bytes feed (when checked) and the record they are written to.
+#[derive(Clone, Copy)]
+struct Sink<'a> {
+    upload_id: &'a str,
+    whole: Option<&'a OrderedMd5>,
+    recorder: Option<&'a Recorder>,
+}
+
 /// An upload a redelivery picks up.
 pub(super) struct Resumed {
     pub(super) record: Record,
@@ -222,9 +231,14 @@ impl Executor {
         if !server_side && src.md5.is_none() {
             self.note_unverified_read(self.store(&job.src)?, src);
         }
+        // With the whole-object MD5 on, parts done past the hashed prefix
+        // are read again to hash them (`rehash_part`), not sent again.
+        let hashed_through = start.hashed.as_ref().map_or(0, |(k, _)| *k);
+        let rehash = |n: i32| whole.is_some() && n > hashed_through;
         let mut done: Vec<(CompletedPart, Option<Md5>)> = start
             .done
             .iter()
+            .filter(|(n, _)| !rehash(**n))
             .map(|(n, p)| {
                 let part = CompletedPart::builder()
                     .part_number(*n)
@@ -235,9 +249,13 @@ impl Executor {
                 (part, md5)
             })
             .collect();
-        let todo: Vec<Part> = parts
+        let todo: Vec<(Part, Option<PartDone>)> = parts
             .into_iter()
-            .filter(|p| !start.done.contains_key(&p.number))
+            .filter_map(|p| match start.done.get(&p.number) {
+                None => Some((p, None)),
+                Some(d) if rehash(p.number) => Some((p, Some(d.clone()))),
+                Some(_) => None,
+            })
             .collect();
         // Streamed parts take their buffer permits in part order (see
         // `OrderedMd5`): the n-th part to send waits for the one before it.
@@ -245,7 +263,7 @@ impl Executor {
         let turn = &turn;
         let sent: Vec<(CompletedPart, Option<Md5>)> =
             futures::stream::iter(todo.into_iter().enumerate())
-                .map(|(i, part)| async move {
+                .map(|(i, (part, recorded))| async move {
                     if server_side {
                         let done = self.copy_part(job, src, upload_id, &part).await?;
                         if let Some(r) = recorder {
@@ -259,9 +277,15 @@ impl Executor {
                         return Ok((done, None));
                     }
                     let permit = self.part_permit(i, &part, turn).await?;
-                    let done = self
-                        .stream_part(job, src, upload_id, &part, whole, recorder)
-                        .await;
+                    let sink = Sink {
+                        upload_id,
+                        whole,
+                        recorder,
+                    };
+                    let done = match recorded {
+                        Some(recorded) => self.rehash_part(job, src, &part, &recorded, sink).await,
+                        None => self.stream_part(job, src, &part, sink).await,
+                    };
                     drop(permit);
                     done
                 })
@@ -361,12 +385,60 @@ impl Executor {
         &self,
         job: &CopyJob,
         src: &Source,
-        upload_id: &str,
         part: &Part,
-        whole: Option<&OrderedMd5>,
-        recorder: Option<&Recorder>,
+        sink: Sink<'_>,
     ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
         let bytes = self.get_bytes(job, src, Some(part)).await?;
+        self.send_part(job, part, bytes, sink).await
+    }
+
+    /// A part an earlier delivery stored, past the hashed prefix of its
+    /// record: read again so the whole-object MD5 goes on, not sent again
+    /// when its bytes are the ones recorded (their MD5 matches the
+    /// record's); sent again when they are not.
+    async fn rehash_part(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        part: &Part,
+        recorded: &PartDone,
+        sink: Sink<'_>,
+    ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
+        let bytes = self.get_bytes(job, src, Some(part)).await?;
+        let digest = integrity::md5_of(&bytes).await;
+        let stored = recorded.md5.as_deref().and_then(integrity::parse_plain);
+        if stored.is_some_and(|m| m != digest) {
+            return self.send_part(job, part, bytes, sink).await;
+        }
+        let state = match sink.whole {
+            Some(whole) => whole.feed(part.number, bytes).await,
+            None => None,
+        };
+        if let Some(r) = sink.recorder {
+            r.part_done(part.number, recorded.clone(), state).await;
+        }
+        let done = CompletedPart::builder()
+            .part_number(part.number)
+            .e_tag(recorded.etag.clone())
+            .set_checksum_crc32_c(recorded.crc32c.clone())
+            .build();
+        Ok((done, stored.or(Some(digest))))
+    }
+
+    /// Uploads the bytes of `part`, checked by the store and by its ETag,
+    /// and records it.
+    async fn send_part(
+        &self,
+        job: &CopyJob,
+        part: &Part,
+        bytes: Bytes,
+        sink: Sink<'_>,
+    ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
+        let Sink {
+            upload_id,
+            whole,
+            recorder,
+        } = sink;
         let store = self.store(&job.dst)?;
         let WriteCheck {
             md5: verify,

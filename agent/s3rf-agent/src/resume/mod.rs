@@ -127,10 +127,10 @@ fn part_len(shape: &Shape, number: i32) -> u64 {
 }
 
 /// The pure resume rule. A part is done when the record has it and ListParts
-/// lists it with the same ETag and size (each where the store lists it). A copy
-/// that checks the whole object's MD5 (`hashing`) resumes only from the
-/// hashed prefix: every part in it must be done, and later parts are sent
-/// again so their bytes are hashed.
+/// lists it with the same ETag and size (each where the store lists it). A
+/// copy that checks the whole object's MD5 (`hashing`) continues the hash
+/// from the recorded prefix: every part in it must be done (else it starts
+/// over); done parts after it are read again for the hash, not sent.
 pub fn decide(
     record: &Record,
     recorded: &BTreeMap<i32, PartDone>,
@@ -142,7 +142,7 @@ pub fn decide(
         return Decision::StartOver("the object or the part size changed");
     }
     let listed: BTreeMap<i32, &ListedPart> = listed.iter().map(|p| (p.number, p)).collect();
-    let mut done: BTreeMap<i32, PartDone> = recorded
+    let done: BTreeMap<i32, PartDone> = recorded
         .iter()
         .filter(|(n, part)| {
             (1..=shape.parts_total).contains(*n)
@@ -168,7 +168,8 @@ pub fn decide(
     if (1..=k).any(|n| !done.contains_key(&n)) {
         return Decision::StartOver("a part the record has hashed is not in the upload");
     }
-    done.retain(|n, _| *n <= k);
+    // Parts done past `k` stay done: the copy reads them again to hash
+    // them, but does not send them again.
     Decision::Resume {
         done,
         hashed: state,
@@ -336,15 +337,16 @@ mod tests {
             .map(|n| listed(n, if n == 4 { 5 } else { 10 }))
             .collect();
         let recorded: BTreeMap<_, _> = [1, 2, 3].into_iter().map(done).collect();
-        // Parts 1..=2 hashed: part 3 is sent again so its bytes are hashed.
+        // Parts 1..=2 hashed: part 3 stays done (it is read again for the
+        // hash, not sent again).
         assert_eq!(
             decide(&record(4, 2), &recorded, &all, &shape(4), true),
-            resume(&[1, 2], Some(2))
+            resume(&[1, 2, 3], Some(2))
         );
-        // Nothing hashed yet: everything is sent, on the same upload.
+        // Nothing hashed yet: every done part is read again, none sent.
         assert_eq!(
             decide(&record(4, 0), &recorded, &all, &shape(4), true),
-            resume(&[], None)
+            resume(&[1, 2, 3], None)
         );
         // A hashed part missing from the upload: the hash cannot be redone.
         assert_eq!(

@@ -405,19 +405,59 @@ async fn a_server_side_migration_through_a_faulty_store_is_exact() {
 /// byte-exact, the upload is gone and so is the record.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_streamed_multipart_copy_killed_halfway_resumes_where_it_stopped() {
-    killed_halfway_resumes(false).await;
+    killed_halfway_resumes(false, false).await;
 }
 
 /// The same for a copy within one endpoint (UploadPartCopy).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_side_multipart_copy_killed_halfway_resumes_where_it_stopped() {
-    killed_halfway_resumes(true).await;
+    killed_halfway_resumes(true, false).await;
+}
+
+/// A record whose MD5 state covers none of its parts (as when the parts
+/// were recorded out of order just before the kill): the next agent reads
+/// the recorded parts again to hash them, checks each against the MD5 the
+/// record holds, and still sends none of them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_parts_past_the_hashed_prefix_are_read_again_not_sent() {
+    killed_halfway_resumes(false, true).await;
+}
+
+/// Rewrites the one resume record so that no part is in its MD5 state.
+async fn forget_md5_state(env: &TestEnv) {
+    use futures::TryStreamExt;
+    let kv = env
+        .js
+        .get_key_value("s3rf-uploads")
+        .await
+        .expect("uploads kv");
+    let keys: Vec<String> = kv
+        .keys()
+        .await
+        .expect("keys")
+        .try_collect()
+        .await
+        .expect("keys");
+    let header = keys
+        .iter()
+        .find(|k| k.split('.').count() == 2)
+        .expect("a record");
+    let value = kv.get(header).await.expect("get").expect("a record");
+    let mut record: serde_json::Value = serde_json::from_slice(&value).expect("json");
+    record["hashed_through"] = 0.into();
+    record
+        .as_object_mut()
+        .expect("an object")
+        .remove("md5_state");
+    kv.put(header, serde_json::to_vec(&record).unwrap().into())
+        .await
+        .expect("put");
 }
 
 /// s3s-fs is the destination: moto 5.2 answers ListParts with a root
 /// element the SDK rejects, so it cannot resume (that fallback, starting
 /// over, is what the kill loop above exercises).
-async fn killed_halfway_resumes(server_side: bool) {
+async fn killed_halfway_resumes(server_side: bool, drop_md5_state: bool) {
     const PARTS: u64 = 25;
     const PART_CONCURRENCY: u64 = 4;
     let env = TestEnv::new().await;
@@ -485,16 +525,19 @@ async fn killed_halfway_resumes(server_side: bool) {
         "{done} parts recorded of {sent_before} sent: {listed:#}"
     );
     assert!(!env.fs.upload_files(&upload_id).is_empty());
+    if drop_md5_state {
+        forget_md5_state(&env).await;
+    }
     let second = env.spawn_agent(&opts).await;
     let t = wait_complete(&env, "resume1").await;
     let sent = proxy.seen(op);
     fault_summary(&format!(
         "resume ({}): a {PARTS}-part copy killed after {sent_before} requests ({done} parts \
          recorded) finished with {sent} in all (at most {} allowed)",
-        if server_side {
-            "UploadPartCopy"
-        } else {
-            "UploadPart"
+        match (server_side, drop_md5_state) {
+            (true, _) => "UploadPartCopy",
+            (false, false) => "UploadPart",
+            (false, true) => "UploadPart, recorded parts read again for the MD5",
         },
         PARTS + PART_CONCURRENCY
     ));
