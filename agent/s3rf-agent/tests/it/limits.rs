@@ -51,26 +51,41 @@ async fn copy_all_timed(
     }
 }
 
+/// `n` objects of `size` bytes copied by an agent with `limits` (a
+/// `[limits]` table); returns how long objects `from..n` took, the
+/// buckets, and the agent.
+async fn limited_copy(
+    env: &TestEnv,
+    tag: &str,
+    n: u64,
+    size: usize,
+    limits: &str,
+    from: usize,
+) -> (Duration, String, Agent) {
+    let fs = env.fs.client();
+    let src = make_bucket(&fs, tag).await;
+    let dst = make_bucket(&env.moto.client(), &format!("{tag}-dst")).await;
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let k = format!("k{i:03}");
+        put(&fs, &src, &k, pattern_bytes(size, 800 + i)).await;
+        keys.push(k);
+    }
+    let opts = AgentOpts {
+        extra_toml: format!("[limits]\n{limits}\n"),
+        ..AgentOpts::default()
+    };
+    let agent = env.spawn_agent(&opts).await;
+    let took = copy_all_timed(env, &keys, &src, &dst, from, keys.len()).await;
+    (took, dst, agent)
+}
+
 /// `objects_per_sec = 20`: 220 copy jobs; from the 30th object to the
 /// 220th the agent copies 20 ± 3 objects per second.
 #[tokio::test(flavor = "multi_thread")]
 async fn object_jobs_per_second_stay_within_the_limit() {
     let env = TestEnv::new().await;
-    let fs = env.fs.client();
-    let src = make_bucket(&fs, "lim-obj").await;
-    let dst = make_bucket(&env.moto.client(), "lim-obj-dst").await;
-    let mut keys = Vec::new();
-    for i in 0..220u64 {
-        let k = format!("o{i:03}");
-        put(&fs, &src, &k, pattern_bytes(64, i)).await;
-        keys.push(k);
-    }
-    let opts = AgentOpts {
-        extra_toml: "[limits]\nobjects_per_sec = 20\n".to_owned(),
-        ..AgentOpts::default()
-    };
-    let agent = env.spawn_agent(&opts).await;
-    let took = copy_all_timed(&env, &keys, &src, &dst, 30, 220).await;
+    let (took, _, agent) = limited_copy(&env, "lim-obj", 220, 64, "objects_per_sec = 20", 30).await;
     let rate = 190.0 / took.as_secs_f64();
     fault_summary(&format!(
         "limits: objects_per_sec = 20 achieved {rate:.1}/s over {:.1} s",
@@ -89,21 +104,8 @@ async fn object_jobs_per_second_stay_within_the_limit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bytes_per_second_stay_within_the_limit() {
     let env = TestEnv::new().await;
-    let fs = env.fs.client();
-    let src = make_bucket(&fs, "lim-bytes").await;
-    let dst = make_bucket(&env.moto.client(), "lim-bytes-dst").await;
-    let mut keys = Vec::new();
-    for i in 0..44u64 {
-        let k = format!("b{i:02}");
-        put(&fs, &src, &k, pattern_bytes(MIB, 800 + i)).await;
-        keys.push(k);
-    }
-    let opts = AgentOpts {
-        extra_toml: "[limits]\nbytes_per_sec = \"4MiB\"\n".to_owned(),
-        ..AgentOpts::default()
-    };
-    let agent = env.spawn_agent(&opts).await;
-    let took = copy_all_timed(&env, &keys, &src, &dst, 8, 44).await;
+    let (took, dst, agent) =
+        limited_copy(&env, "lim-bytes", 44, MIB, "bytes_per_sec = \"4MiB\"", 8).await;
     let rate = 36.0 / took.as_secs_f64();
     fault_summary(&format!(
         "limits: bytes_per_sec = 4MiB achieved {rate:.2} MiB/s over {:.1} s",
@@ -114,8 +116,8 @@ async fn bytes_per_second_stay_within_the_limit() {
         "{rate:.2} MiB/s against a limit of 4 MiB/s over {took:?}\n{}",
         agent.log()
     );
-    for k in keys.iter().step_by(11) {
-        let i: u64 = k[1..].parse().unwrap_or(0);
-        assert!(get(&env.moto.client(), &dst, k).await == pattern_bytes(MIB, 800 + i));
+    for i in (0..44u64).step_by(11) {
+        let got = get(&env.moto.client(), &dst, &format!("k{i:03}")).await;
+        assert!(got == pattern_bytes(MIB, 800 + i), "k{i:03} differs");
     }
 }
