@@ -14,4 +14,5 @@ mod integrity;
 mod lifecycle;
 mod limits;
 mod migrate;
+mod s3;
 mod sync;
