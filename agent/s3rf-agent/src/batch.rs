@@ -79,9 +79,20 @@ pub struct BatchReport {
     pub handed_off: usize,
 }
 
+/// Runs `batch` (the handler shape of `object::handle`); its report is in
+/// the ledger and the logs, so it returns no outcome of its own.
+pub(crate) async fn handle(
+    shared: &Shared,
+    batch: &BatchJob,
+    delivery: Delivery,
+    slot: &mut OwnedSemaphorePermit,
+) -> Result<Option<Outcome>, BatchError> {
+    run(shared, batch, delivery, slot).await.map(|_| None)
+}
+
 /// Runs `batch`, delivered for the `delivered`th time. Once the S3 work is
 /// done, `slot` is traded for a settling slot (see `Shared::settling`).
-pub(crate) async fn run(
+async fn run(
     shared: &Shared,
     batch: &BatchJob,
     delivery: Delivery,

@@ -2,7 +2,8 @@
 //! executor, settings, the ledger and sequencers, the settling permits and
 //! the shutdown token ([`Shared`]), and which delivery of a job is running
 //! ([`Delivery`]). The pull loop (`worker.rs`) and the handlers
-//! (`object.rs`, `batch.rs`) all take it; none depends on another for it.
+//! (`object.rs`, `batch.rs`, `control.rs`) all take it; none depends on
+//! another for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -19,9 +19,12 @@ use async_nats::jetstream;
 use serde::Serialize;
 use tracing::{debug, info};
 
-use crate::executor::{ExecError, Executor};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::context::{Delivery, Shared};
+use crate::executor::{ExecError, Executor, Outcome};
 use crate::jetstream::{Outgoing, QueueError, publish_all};
-use crate::job::{ListJob, MigrateJob, Scope};
+use crate::job::{ControlJob, ListJob, MigrateJob, Scope};
 use crate::ledger::{Ledger, SpecWrite};
 use crate::migration::{self, BucketState, LedgerEvent, Side};
 use crate::names::{JobKind, Names};
@@ -82,6 +85,42 @@ pub struct Control<'a> {
 }
 
 /// Which listing a list job continues, and its page.
+/// Runs a control job (the handler shape of `object::handle`). Control
+/// jobs hold their pull slot throughout and return no outcome.
+pub(crate) async fn handle(
+    shared: &Shared,
+    job: &ControlJob,
+    delivery: Delivery,
+    _slot: &mut OwnedSemaphorePermit,
+) -> Result<Option<Outcome>, ControlError> {
+    let control = Control::of(shared);
+    match job {
+        ControlJob::Migrate(m) => control.migrate(m, &default_id(delivery)).await,
+        ControlJob::Bucket(b) => control.bucket(b).await,
+        ControlJob::List(l) => control.list(l).await,
+    }
+    .map(|()| None)
+}
+
+/// The id of a migration published without one: from its message (publish
+/// time and stream sequence), so a redelivered migrate job keeps its id.
+fn default_id(delivery: Delivery) -> String {
+    let at = u64::try_from(delivery.published_ms)
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    // 2026-12-03T04:45:12Z → 20261203-044512
+    let stamp: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter_map(|c| match c {
+            '-' | ':' | 'Z' => None,
+            'T' => Some('-'),
+            c => Some(c),
+        })
+        .collect();
+    format!("m-{stamp}-{}", delivery.seq)
+}
+
 struct Listing {
     /// `None`: the bucket's first listing; else the split prefix.
     prefix: Option<String>,
@@ -91,7 +130,24 @@ struct Listing {
     page: u64,
 }
 
-impl Control<'_> {
+impl<'a> Control<'a> {
+    /// The control context of `shared`'s agent.
+    fn of(shared: &'a Shared) -> Self {
+        Control {
+            js: &shared.js,
+            names: &shared.names,
+            ledger: &shared.ledger,
+            executor: &shared.executor,
+            page_size: shared.migrate.page_size,
+            list_split: shared.migrate.list_split_depth,
+            max_queued_jobs: shared.migrate.max_queued_jobs,
+            batch_objects: shared.migrate.batch_objects,
+            batch_max_size: shared.migrate.batch_max_size,
+            copy_concurrency: shared.copy.concurrency,
+            abort: &shared.abort,
+        }
+    }
+
     fn outgoing(&self, kind: JobKind, msg_id: String, job: &impl Serialize) -> Outgoing {
         Outgoing {
             subject: self.names.job_subject(kind),
@@ -458,5 +514,25 @@ impl Control<'_> {
             "listed page"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_migration_without_an_id_is_named_for_its_message() {
+        let delivery = |published_ms| Delivery {
+            seq: 42,
+            delivered: 3,
+            published_ms,
+        };
+        // 2026-12-03T04:45:12.345Z
+        assert_eq!(
+            default_id(delivery(1_796_273_112_345)),
+            "m-20261203-044512-42"
+        );
+        assert_eq!(default_id(delivery(-5)), "m-19700101-000000-42");
     }
 }

@@ -8,23 +8,23 @@ use tracing::info;
 use crate::context::{Delivery, Shared};
 use crate::executor::Outcome;
 use crate::failure::Failure;
-use crate::job::{Job, ObjectJob};
+use crate::job::ObjectJob;
 use crate::migration::{self, ObjectOutcome, Side};
 use crate::ordering::{self, Claim};
 
 /// The ledger entity and outcome of an object job's result, if it belongs to a migration.
 pub(crate) fn object_record(
-    job: &Job,
+    job: ObjectJob<'_>,
     outcome: Option<&Outcome>,
 ) -> Option<(String, String, ObjectOutcome, u64)> {
     let (migration, side, entity) = match job {
-        Job::Copy(c) => (
-            c.migration.clone()?,
+        ObjectJob::Copy(c) => (
+            c.origin.migration()?.to_owned(),
             Side::Source,
             migration::object_entity(&c.src.bucket, Side::Source, &c.src.key),
         ),
-        Job::Delete(d) => (
-            d.migration.clone()?,
+        ObjectJob::Delete(d) => (
+            d.origin.migration()?.to_owned(),
             Side::Destination,
             migration::object_entity(
                 d.src.as_ref().map_or(&d.dst.bucket, |s| &s.bucket),
@@ -32,7 +32,6 @@ pub(crate) fn object_record(
                 &d.dst.key,
             ),
         ),
-        _ => return None,
     };
     let failed = match side {
         Side::Source => ObjectOutcome::CopyFailed,
@@ -99,9 +98,8 @@ async fn run_object_job(shared: &Shared, job: ObjectJob<'_>) -> Result<Outcome, 
 
 /// Runs an object job, then trades its pull slot for a settling one and
 /// records its outcome in the migration ledger.
-pub(crate) async fn settle_object(
+pub(crate) async fn handle(
     shared: &Shared,
-    job: &Job,
     object: ObjectJob<'_>,
     delivery: Delivery,
     slot: &mut OwnedSemaphorePermit,
@@ -120,7 +118,7 @@ pub(crate) async fn settle_object(
     if let Ok(settling) = shared.settling.clone().acquire_owned().await {
         *slot = settling;
     }
-    if let Some((m, entity, o, bytes)) = object_record(job, Some(&outcome)) {
+    if let Some((m, entity, o, bytes)) = object_record(object, Some(&outcome)) {
         shared
             .ledger
             .record_outcome(&m, &entity, o, bytes)

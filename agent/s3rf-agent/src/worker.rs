@@ -11,16 +11,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::batch;
 use crate::context::{Delivery, Shared};
-use crate::control::{Control, ControlError};
 use crate::executor::Outcome;
 use crate::failure::Failure;
 use crate::jetstream::dead_letter_message;
-use crate::job::{Job, ObjectJob};
+use crate::job::{ControlJob, Job, ObjectJob};
 use crate::names::JobKind;
-use crate::object::{object_record, settle_object};
+use crate::object::object_record;
 use crate::outcome::{Action, Disposition, decide};
+use crate::{batch, control, object};
 
 /// How long one pull waits for jobs before asking again.
 const PULL_EXPIRY: Duration = Duration::from_secs(5);
@@ -135,36 +134,21 @@ async fn handle(
         Job::Copy(c) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %c.dst.endpoint, bucket = %c.dst.bucket, key = %c.dst.key,
             src_endpoint = %c.src.endpoint, src_bucket = %c.src.bucket, src_key = %c.src.key,
-            migration = c.migration.as_deref()),
+            migration = c.origin.migration()),
         Job::Delete(d) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %d.dst.endpoint, bucket = %d.dst.bucket, key = %d.dst.key,
-            migration = d.migration.as_deref()),
-        Job::Migrate(m) => info_span!("job", job = seq, %kind, delivered,
+            migration = d.origin.migration()),
+        Job::Control(ControlJob::Migrate(m)) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %m.spec.src, dst_endpoint = %m.spec.dst, migration = m.spec.id.as_deref()),
-        Job::Bucket(b) => info_span!("job", job = seq, %kind, delivered,
+        Job::Control(ControlJob::Bucket(b)) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %b.0.dst, bucket = %b.0.dst_bucket, migration = %b.0.migration),
-        Job::List(l) => info_span!("job", job = seq, %kind, delivered,
+        Job::Control(ControlJob::List(l)) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %l.scope.0.src, bucket = %l.scope.0.bucket, page = l.page,
             migration = %l.scope.0.migration),
         Job::Batch(b) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %b.scope.0.dst, bucket = %b.scope.0.dst_bucket,
             src_endpoint = %b.scope.0.src, src_bucket = %b.scope.0.bucket,
             objects = b.objects.len(), migration = %b.scope.0.migration),
-    };
-    // Ids of migrations published without one derive from the message, so a
-    // redelivered migrate job keeps its id.
-    let default_id = {
-        let date = published.date();
-        let time = published.time();
-        format!(
-            "m-{:04}{:02}{:02}-{:02}{:02}{:02}-{seq}",
-            date.year(),
-            u8::from(date.month()),
-            date.day(),
-            time.hour(),
-            time.minute(),
-            time.second()
-        )
     };
     let published_ms =
         i64::try_from(published.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MIN);
@@ -173,42 +157,24 @@ async fn handle(
         delivered,
         published_ms,
     };
-    run_job(shared, kind, msg, job, delivery, &default_id, slot)
+    run_job(shared, kind, msg, job, delivery, slot)
         .instrument(span)
         .await;
 }
 
+/// Hands `job` to its handler. Object, batch and control handlers have one
+/// shape: `handle(shared, job, delivery, slot)`, each with its own error.
 async fn execute(
     shared: &Shared,
     job: &Job,
-    default_id: &str,
     delivery: Delivery,
     slot: &mut OwnedSemaphorePermit,
 ) -> Result<Option<Outcome>, Failure> {
-    let control = Control {
-        js: &shared.js,
-        names: &shared.names,
-        ledger: &shared.ledger,
-        executor: &shared.executor,
-        page_size: shared.migrate.page_size,
-        list_split: shared.migrate.list_split_depth,
-        max_queued_jobs: shared.migrate.max_queued_jobs,
-        batch_objects: shared.migrate.batch_objects,
-        batch_max_size: shared.migrate.batch_max_size,
-        copy_concurrency: shared.copy.concurrency,
-        abort: &shared.abort,
-    };
-    let cancelled = |r: Result<(), ControlError>| r.map(|()| None).map_err(Failure::Control);
     match job {
-        Job::Copy(c) => settle_object(shared, job, ObjectJob::Copy(c), delivery, slot).await,
-        Job::Delete(d) => settle_object(shared, job, ObjectJob::Delete(d), delivery, slot).await,
-        Job::Migrate(m) => cancelled(control.migrate(m, default_id).await),
-        Job::Bucket(b) => cancelled(control.bucket(b).await),
-        Job::List(l) => cancelled(control.list(l).await),
-        Job::Batch(b) => batch::run(shared, b, delivery, slot)
-            .await
-            .map(|_| None)
-            .map_err(Failure::Batch),
+        Job::Copy(c) => object::handle(shared, ObjectJob::Copy(c), delivery, slot).await,
+        Job::Delete(d) => object::handle(shared, ObjectJob::Delete(d), delivery, slot).await,
+        Job::Batch(b) => Ok(batch::handle(shared, b, delivery, slot).await?),
+        Job::Control(c) => Ok(control::handle(shared, c, delivery, slot).await?),
     }
 }
 
@@ -218,7 +184,6 @@ async fn run_job(
     msg: jetstream::Message,
     job: Job,
     delivery: Delivery,
-    default_id: &str,
     slot: &mut OwnedSemaphorePermit,
 ) {
     let msg = Arc::new(msg);
@@ -242,7 +207,7 @@ async fn run_job(
     }
     let started = std::time::Instant::now();
     let Delivery { seq, delivered, .. } = delivery;
-    let result = execute(shared, &job, default_id, delivery, slot).await;
+    let result = execute(shared, &job, delivery, slot).await;
     progress.abort();
     if is_copy {
         crate::metrics::in_flight(-1.0);
@@ -293,7 +258,7 @@ async fn run_job(
             } else {
                 e.to_string()
             };
-            if let Some((m, entity, o, bytes)) = object_record(&job, None)
+            if let Some((m, entity, o, bytes)) = job.object().and_then(|o| object_record(o, None))
                 && let Err(le) = shared.ledger.record_outcome(&m, &entity, o, bytes).await
             {
                 warn!(error = %le, "cannot record the failure in the migration ledger; retrying the job");

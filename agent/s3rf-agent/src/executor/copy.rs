@@ -17,13 +17,14 @@ impl Executor {
         let same_endpoint = job.src.endpoint == job.dst.endpoint;
         let facts = plan::ReadFacts {
             same_endpoint,
-            listed_size: job.listed_size,
+            listed_size: job.hints.size,
             listed_multipart_etag: job
-                .listed_etag
+                .hints
+                .etag
                 .as_deref()
                 .is_some_and(plan::is_multipart_etag),
-            skip_destination_head: job.skip_destination_head,
-            dry_run: job.dry_run,
+            destination_empty: job.hints.destination_empty,
+            dry_run: job.mode.is_dry_run(),
             express: is_express(dst_store, &job.dst.bucket)
                 || plan::is_directory_bucket(&job.src.bucket),
             filters: !self.filters.chain().is_empty(),
@@ -36,12 +37,12 @@ impl Executor {
         }
         // A small object across endpoints is read at once: its GET answers
         // what the HEAD would have, one request instead of two.
-        let read = match (read, job.listed_size) {
+        let read = match (read, job.hints.size) {
             (Read::GetWhole, Some(size)) => self.get_source(src_store, job, size).await,
             _ => self.head_source(src_store, job).await.map(|s| (s, None)),
         };
         let (src, mut prefetched) = match read {
-            Err(ExecError::NoSuchKey(_)) if job.skip_if_source_missing => {
+            Err(ExecError::NoSuchKey(_)) if job.skips_missing_source() => {
                 info!("skipped: source gone");
                 return Ok(Outcome::Skipped {
                     reason: SkipReason::SourceGone,
@@ -69,7 +70,7 @@ impl Executor {
                 &renamed
             }
         };
-        let dst = if job.skip_destination_head {
+        let dst = if job.hints.destination_empty {
             None
         } else {
             self.head_destination(dst_store, &job.dst).await?
@@ -89,7 +90,7 @@ impl Executor {
             }
             Plan::Copy(p) => p,
         };
-        if job.dry_run {
+        if job.mode.is_dry_run() {
             info!(
                 method = plan.method.name(),
                 bytes = src.facts.size,
@@ -150,10 +151,10 @@ impl Executor {
         store: &Store,
         job: &CopyJob,
     ) -> Result<Option<Outcome>, ExecError> {
-        let Some(size) = job.listed_size else {
+        let Some(size) = job.hints.size else {
             return Ok(None);
         };
-        let etag = job.listed_etag.as_deref();
+        let etag = job.hints.etag.as_deref();
         let res = store
             .client
             .copy_object()

@@ -53,7 +53,7 @@ impl Executor {
                 Err(e) => return Err(e),
             }
         }
-        if job.dry_run {
+        if job.mode.is_dry_run() {
             info!("dry run: would delete");
             return Ok(Outcome::WouldDelete);
         }
@@ -83,19 +83,8 @@ impl Executor {
         dst: &ObjectRef,
         cancel: &CancellationToken,
     ) -> Result<Outcome, ExecError> {
-        let copy = CopyJob {
-            src: src.clone(),
-            src_version: None,
-            dst: dst.clone(),
-            migration: None,
-            dry_run: false,
-            sequencer: None,
-            skip_if_source_missing: true,
-            listed_size: None,
-            listed_etag: None,
-            skip_destination_head: false,
-            attempted_since_ms: None,
-        };
+        // As a copy from an event: a source gone by now is skipped.
+        let copy = CopyJob::new(src.clone(), dst.clone(), Origin::Event { sequencer: None });
         match self.copy(&copy, cancel).await? {
             Outcome::Skipped {
                 reason: SkipReason::SourceGone,
@@ -104,10 +93,9 @@ impl Executor {
                 let delete = DeleteJob {
                     dst: dst.clone(),
                     src: Some(src.clone()),
-                    sequencer: None,
-                    migration: None,
+                    origin: Origin::Event { sequencer: None },
                     if_source_absent: true,
-                    dry_run: false,
+                    mode: Mode::Apply,
                 };
                 self.delete(&delete).await
             }

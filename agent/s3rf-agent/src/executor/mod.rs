@@ -43,7 +43,7 @@ pub use throttle::Throttle;
 
 use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
-use crate::job::{CopyJob, DeleteJob, ObjectJob, ObjectRef};
+use crate::job::{CopyJob, DeleteJob, Mode, ObjectJob, ObjectRef, Origin};
 use crate::migration::BucketState;
 use crate::names::META_SOURCE_ETAG;
 use crate::plan::{self, Body, CopyPlan, Method, ObjectFacts, Part, Plan, Read, SkipReason};

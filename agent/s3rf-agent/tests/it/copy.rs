@@ -228,6 +228,8 @@ async fn listing_hints_read_small_objects_once_and_lose_nothing() {
             "dst": {"endpoint": "moto2", "bucket": dst},
             "listed_size": listed,
             "dst_bucket_new": new_bucket,
+            // The hints are a migration listing's; only its jobs carry them.
+            "migration": "m-hints",
         })
         .to_string()
     };
@@ -260,6 +262,7 @@ async fn listing_hints_read_small_objects_once_and_lose_nothing() {
             "listed_size": 1000,
             "listed_etag": listed_etag,
             "dst_bucket_new": true,
+            "migration": "m-hints",
         });
         env.publish("s3rf.copy", same.to_string()).await;
     }

@@ -41,6 +41,12 @@ async fn permanent_failures_are_dead_lettered_at_once() {
             ),
             "unknown field `url`",
         ),
+        (
+            format!(
+                r#"{{"src":{{"endpoint":"moto","bucket":"{src}","key":"present"}},"dst":{{"endpoint":"moto2","bucket":"{src}"}},"migration":"m1","sequencer":"0A"}}"#
+            ),
+            "comes from a migration or from an S3 event, not both",
+        ),
     ];
     for (payload, _) in &cases {
         env.publish("s3rf.copy", payload.clone()).await;

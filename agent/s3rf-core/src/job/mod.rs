@@ -8,6 +8,8 @@ use crate::names::JobKind;
 pub use crate::settings::MAX_LIST_SPLIT;
 
 mod parse;
+#[cfg(test)]
+mod tests;
 
 /// Longest S3 key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -60,6 +62,83 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
+/// Where an object job came from. It decides how the job is accounted and
+/// ordered; on the wire it is the `migration`, `sequencer` and
+/// `skip_if_source_missing` fields, of which a job has one origin's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// Published by hand (`nats pub`, `s3rf-agent copy`): no ledger, no
+    /// ordering, a missing source is an error.
+    #[default]
+    Direct,
+    /// A migration's listing or batch: its outcome is recorded in that
+    /// migration's ledger.
+    Migration(String),
+    /// An S3 event: applied in sequencer order (when it has one), and a copy
+    /// whose source is gone by now is skipped, since its delete event
+    /// follows.
+    Event {
+        /// The event's sequencer, if the notification had one.
+        sequencer: Option<String>,
+    },
+}
+
+impl Origin {
+    /// The migration id, for a migration's job.
+    pub fn migration(&self) -> Option<&str> {
+        match self {
+            Origin::Migration(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The event sequencer that orders the job, if any.
+    pub fn sequencer(&self) -> Option<&str> {
+        match self {
+            Origin::Event { sequencer } => sequencer.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a job changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Copy or delete.
+    #[default]
+    Apply,
+    /// Compare and report what would be done; change nothing.
+    DryRun,
+}
+
+impl Mode {
+    /// From the wire's `dry_run` flag.
+    pub fn from_dry_run(dry_run: bool) -> Self {
+        if dry_run { Mode::DryRun } else { Mode::Apply }
+    }
+
+    /// A dry run.
+    pub fn is_dry_run(self) -> bool {
+        self == Mode::DryRun
+    }
+}
+
+/// What a listing or an event already said, so a copy can save requests.
+/// Hints only: what the servers answer is what counts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hints {
+    /// The source's size as listed (or as the event said): a small object
+    /// is read with one GET instead of HEAD + GET.
+    pub size: Option<u64>,
+    /// The source's ETag as listed: a copy within one endpoint can be one
+    /// CopyObject conditioned on it, with no HEAD.
+    pub etag: Option<String>,
+    /// Nothing can be at the destination yet (a bucket the migration
+    /// created, first delivery): no destination HEAD. Only a migration's
+    /// jobs carry it, and [`CopyJob::for_delivery`] drops it on redelivery.
+    pub destination_empty: bool,
+}
+
 /// A validated copy job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyJob {
@@ -69,29 +148,32 @@ pub struct CopyJob {
     pub src_version: Option<String>,
     /// Destination object.
     pub dst: ObjectRef,
-    /// Migration id.
-    pub migration: Option<String>,
-    /// Compare only.
-    pub dry_run: bool,
-    /// Event sequencer.
-    pub sequencer: Option<String>,
-    /// A missing source skips instead of failing (event sync).
-    pub skip_if_source_missing: bool,
-    /// The source's size as listed: a hint for reading small objects with
-    /// one GET.
-    pub listed_size: Option<u64>,
-    /// The source's ETag as listed: a hint for copying within one endpoint
-    /// without a HEAD.
-    pub listed_etag: Option<String>,
-    /// Nothing can be at the destination yet (a bucket the migration created,
-    /// first delivery): skip the destination HEAD.
-    pub skip_destination_head: bool,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Copy, or only compare.
+    pub mode: Mode,
+    /// What the listing or event said about the source.
+    pub hints: Hints,
     /// An earlier attempt (a batch that handed this object off) may have
-    /// written the destination since then (ms since the epoch).
+    /// written the destination since then (ms since the epoch). Accounting
+    /// only.
     pub attempted_since_ms: Option<i64>,
 }
 
 impl CopyJob {
+    /// A copy of `src` to `dst` with no hints.
+    pub fn new(src: ObjectRef, dst: ObjectRef, origin: Origin) -> Self {
+        Self {
+            src,
+            src_version: None,
+            dst,
+            origin,
+            mode: Mode::Apply,
+            hints: Hints::default(),
+            attempted_since_ms: None,
+        }
+    }
+
     /// The job as delivery number `delivered` runs it. The listing's hint
     /// "nothing is at the destination yet" (skip the destination's HEAD)
     /// holds on the first delivery only: an earlier delivery may have
@@ -99,9 +181,14 @@ impl CopyJob {
     #[must_use]
     pub fn for_delivery(mut self, delivered: u64) -> Self {
         if delivered > 1 {
-            self.skip_destination_head = false;
+            self.hints.destination_empty = false;
         }
         self
+    }
+
+    /// A source gone by now is skipped rather than failed (event sync).
+    pub fn skips_missing_source(&self) -> bool {
+        matches!(self.origin, Origin::Event { .. })
     }
 }
 
@@ -112,14 +199,12 @@ pub struct DeleteJob {
     pub dst: ObjectRef,
     /// The source object, when known.
     pub src: Option<ObjectRef>,
-    /// Event sequencer, when the delete came from an S3 event.
-    pub sequencer: Option<String>,
-    /// Migration id.
-    pub migration: Option<String>,
+    /// Where it came from.
+    pub origin: Origin,
     /// Delete only if `src` is gone.
     pub if_source_absent: bool,
-    /// Decide only.
-    pub dry_run: bool,
+    /// Delete, or only decide.
+    pub mode: Mode,
 }
 
 /// A validated migrate job.
@@ -190,13 +275,13 @@ impl BatchJob {
                 bucket: s.dst_bucket.clone(),
                 key: obj.key.clone(),
             },
-            migration: Some(s.migration.clone()),
-            dry_run: s.dry_run,
-            sequencer: None,
-            skip_if_source_missing: false,
-            listed_size: Some(obj.size),
-            listed_etag: obj.etag.clone(),
-            skip_destination_head: s.dst_bucket_new,
+            origin: Origin::Migration(s.migration.clone()),
+            mode: Mode::from_dry_run(s.dry_run),
+            hints: Hints {
+                size: Some(obj.size),
+                etag: obj.etag.clone(),
+                destination_empty: s.dst_bucket_new,
+            },
             attempted_since_ms: None,
         }
         .for_delivery(delivered)
@@ -233,21 +318,41 @@ pub fn listed_copy(
     }
 }
 
-/// Any job an agent executes.
+/// Any job an agent executes: an object job (the executor's), a batch of
+/// them, or a control job that plans a migration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
-    /// Copy.
+    /// Copy one object.
     Copy(CopyJob),
-    /// Delete.
+    /// Delete one object.
     Delete(DeleteJob),
+    /// Copy a batch of small objects.
+    Batch(BatchJob),
+    /// Plan part of a migration.
+    Control(ControlJob),
+}
+
+impl Job {
+    /// The object job, for a copy or delete.
+    pub fn object(&self) -> Option<ObjectJob<'_>> {
+        match self {
+            Job::Copy(c) => Some(ObjectJob::Copy(c)),
+            Job::Delete(d) => Some(ObjectJob::Delete(d)),
+            Job::Batch(_) | Job::Control(_) => None,
+        }
+    }
+}
+
+/// A job that plans a migration: it publishes other jobs and touches
+/// buckets and listings, never objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlJob {
     /// Start a migration.
     Migrate(MigrateJob),
     /// Settle one destination bucket.
     Bucket(Scope),
     /// List one page.
     List(ListJob),
-    /// Copy a batch of small objects.
-    Batch(BatchJob),
 }
 
 /// A job on one object, the only kind the executor runs.
@@ -264,8 +369,8 @@ impl<'a> ObjectJob<'a> {
     /// object it mirrors, if any.
     pub fn ordering(self) -> (Option<&'a str>, &'a ObjectRef, Option<&'a ObjectRef>) {
         match self {
-            ObjectJob::Copy(c) => (c.sequencer.as_deref(), &c.dst, Some(&c.src)),
-            ObjectJob::Delete(d) => (d.sequencer.as_deref(), &d.dst, d.src.as_ref()),
+            ObjectJob::Copy(c) => (c.origin.sequencer(), &c.dst, Some(&c.src)),
+            ObjectJob::Delete(d) => (d.origin.sequencer(), &d.dst, d.src.as_ref()),
         }
     }
 }
