@@ -1,10 +1,12 @@
 {
   description = "s3rf: copy objects between S3-compatible stores, driven by NATS JetStream";
 
-  # No flake.lock is committed (the machines that build s3rf's CI cannot reach
-  # GitHub); `nix flake lock` creates one on first use. Pin a revision with
-  # github:NixOS/nixpkgs/<rev> if you need reproducible inputs without a lock.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+  # Pinned to a nixpkgs revision with Rust 1.95 (rust-toolchain.toml's), so
+  # `nix flake check`'s clippy and the build use the compiler CI uses, on any
+  # day. No flake.lock is committed (the machines that build s3rf's CI cannot
+  # reach GitHub); the first `nix build` writes one for this revision. Move
+  # the pin together with rust-toolchain.toml.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/fc3f2e72c142be53877d3f728f949330811bc7dd";
 
   outputs = {
     self,

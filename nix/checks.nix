@@ -4,12 +4,20 @@
   pkgs,
   self,
 }: let
+  inherit (pkgs) lib;
   agent = pkgs.s3rf-agent;
+  # The tests also read the docs they keep true (README's config tables,
+  # ARCHITECTURE's code map).
+  testSrc = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [../Cargo.toml ../Cargo.lock ../agent ../systemd ../README.md ../ARCHITECTURE.md];
+  };
   python = pkgs.python3.withPackages (ps: [ps.moto ps.boto3] ++ ps.moto.optional-dependencies.server);
   # The agent's derivation with another build phase and no output but a stamp.
   cargoRun = name: extraInputs: script:
     agent.overrideAttrs (old: {
       pname = "s3rf-${name}";
+      src = testSrc;
       nativeBuildInputs = old.nativeBuildInputs ++ extraInputs;
       buildPhase = ''
         runHook preBuild

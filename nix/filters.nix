@@ -1,17 +1,20 @@
 # The example filters, built for wasm32-unknown-unknown by filters/build.sh
 # (nixpkgs' rustc ships the wasm32-unknown-unknown standard library); the WAT
-# example is converted with wabt's wat2wasm.
+# example is converted with wabt's wat2wasm. nixpkgs' rustc links wasm32 with
+# `lld` instead of the `rust-lld` rustup ships
+# (pkgs/development/compilers/rust/rustc.nix), so lld is a build input.
 {
   lib,
   rustPlatform,
   wabt,
+  lld,
 }:
 rustPlatform.buildRustPackage {
   pname = "s3rf-filters";
   version = "0.1.0";
   src = lib.cleanSource ../filters;
   cargoLock.lockFile = ../filters/Cargo.lock;
-  nativeBuildInputs = [wabt];
+  nativeBuildInputs = [wabt lld];
   buildPhase = ''
     runHook preBuild
     WAT2WASM=wat2wasm bash build.sh dist

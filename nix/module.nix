@@ -49,6 +49,18 @@
       cp ${raw} $out
     '';
 
+  # `s3rf-agent` for the default instance, `s3rf-agent-<name>` for others.
+  wrapper = name:
+    pkgs.writeShellScriptBin (
+      if name == "agent"
+      then "s3rf-agent"
+      else "s3rf-agent-${name}"
+    ) ''
+      export S3RF_CONFIG="''${S3RF_CONFIG:-/etc/s3rf/${name}.toml}"
+      export STATE_DIRECTORY="''${STATE_DIRECTORY:-/var/lib/s3rf/${name}}"
+      exec ${lib.getExe cfg.package} "$@"
+    '';
+
   instanceOptions = {
     options = {
       settings = mkOption {
@@ -209,9 +221,18 @@ in {
       }
     ];
 
-    environment.etc."s3rf/filters" = mkIf (cfg.filters != []) {
-      source = filterDir cfg.filters;
-    };
+    # /etc/s3rf/<instance>.toml, and a wrapper per instance that runs
+    # s3rf-agent with that config and state directory, so `s3rf-agent status`
+    # (or `s3rf-agent-<name> status`) talks to the running agent. The
+    # wrapper is the package's binary: do not add the package itself to
+    # environment.systemPackages as well.
+    environment.etc =
+      lib.mapAttrs' (name: i: lib.nameValuePair "s3rf/${name}.toml" {source = configFile name i.settings;}) instances
+      // lib.optionalAttrs (cfg.filters != []) {
+        "s3rf/filters".source = filterDir cfg.filters;
+      };
+
+    environment.systemPackages = lib.mapAttrsToList (name: _: wrapper name) instances;
 
     systemd.services =
       lib.mapAttrs' (name: i:

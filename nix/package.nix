@@ -1,5 +1,5 @@
-# The agent: s3rf-agent with nats-server on its PATH (for embedded mode) and
-# the systemd units under lib/systemd/system.
+# The agent: s3rf-agent with nats-server first on its PATH (for embedded
+# mode) and the systemd units under lib/systemd/system.
 {
   lib,
   rustPlatform,
@@ -9,7 +9,12 @@
 rustPlatform.buildRustPackage {
   pname = "s3rf-agent";
   version = "0.1.0";
-  src = lib.cleanSource ../.;
+  # Only what the build reads: editing README.md or ARCHITECTURE.md does not
+  # rebuild the agent, and a `path:` flake never copies target/.
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [../Cargo.toml ../Cargo.lock ../agent ../systemd];
+  };
   cargoLock.lockFile = ../Cargo.lock;
   cargoBuildFlags = ["-p" "s3rf-agent"];
   nativeBuildInputs = [makeWrapper];
@@ -17,13 +22,17 @@ rustPlatform.buildRustPackage {
   # them with the servers as inputs.
   doCheck = false;
   postInstall = ''
-    wrapProgram $out/bin/s3rf-agent --suffix PATH : ${lib.makeBinPath [nats-server]}
+    # --prefix: nixpkgs' nats-server wins over an older one on the system
+    # (Debian's 2.9 drops consumer settings s3rf needs).
+    wrapProgram $out/bin/s3rf-agent --prefix PATH : ${lib.makeBinPath [nats-server]}
     for unit in s3rf-agent.service s3rf-agent@.service s3rf-bridge.service; do
       install -Dm644 systemd/$unit $out/lib/systemd/system/$unit
       substituteInPlace $out/lib/systemd/system/$unit \
-        --replace-fail /usr/bin/s3rf-agent $out/bin/s3rf-agent
+        --replace-fail /usr/bin/s3rf-agent $out/bin/s3rf-agent \
+        --replace-fail file:///usr/share/doc/s3rf/systemd.md file://$out/share/doc/s3rf/systemd.md
     done
     install -Dm644 systemd/agent.example.toml $out/share/s3rf/agent.example.toml
+    install -Dm644 systemd/README.md $out/share/doc/s3rf/systemd.md
   '';
   meta = {
     description = "Copy objects between S3-compatible stores from NATS JetStream jobs";

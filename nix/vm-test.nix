@@ -1,57 +1,65 @@
-# NixOS VM test of services.s3rf-agent: MinIO as both stores, the agent in
-# embedded mode with a filter from the filters package and a secret passed as
-# a systemd credential; a migration through the CLI must copy what the filter
-# keeps.
+# NixOS VM test of services.s3rf-agent: s3s-fs as the store (a bucket is a
+# directory, an object a file), the agent in embedded mode with a filter from
+# the filters package and a secret passed as a systemd credential; a
+# migration through the module's `s3rf-agent` wrapper must copy what the
+# filter keeps.
+#
+# Node rules that nixpkgs enforces and the offline stub checks too:
+# `nixpkgs.*` is read-only under testers.runNixOSTest
+# (nixos/modules/misc/nixpkgs/read-only.nix), so packages come from `self`,
+# not from an overlay; and nothing insecure (MinIO is marked so).
 {self}: {
   name = "s3rf-agent";
-  nodes.machine = {pkgs, ...}: {
+  nodes.machine = {pkgs, ...}: let
+    system = pkgs.stdenv.hostPlatform.system;
+    s3s-fs = pkgs.callPackage ./s3s-fs.nix {};
+  in {
     imports = [self.nixosModules.default];
-    nixpkgs.overlays = [self.overlays.default];
-    environment.systemPackages = [pkgs.s3rf-agent pkgs.minio-client];
-    services.minio = {
-      enable = true;
-      rootCredentialsFile = pkgs.writeText "minio-credentials" ''
-        MINIO_ROOT_USER=minioadmin
-        MINIO_ROOT_PASSWORD=minioadmin
-      '';
+    systemd.services.s3s-fs = {
+      wantedBy = ["multi-user.target"];
+      before = ["s3rf-agent.service"];
+      serviceConfig = {
+        ExecStart = "${s3s-fs}/bin/s3s-fs --host 127.0.0.1 --port 9000 --access-key s3rf-test --secret-key s3rf-test-secret /var/lib/s3s";
+        StateDirectory = "s3s";
+      };
     };
-    environment.etc."s3rf-test/secret".text = "minioadmin";
+    environment.etc."s3rf-test/secret".text = "s3rf-test-secret";
+    environment.etc."s3rf-test/env".text = "S3_KEY=s3rf-test\n";
     services.s3rf-agent = {
       enable = true;
+      package = self.packages.${system}.agent;
       settings = {
-        endpoints.minio = {
+        endpoints.s3 = {
           url = "http://127.0.0.1:9000";
           path_style = true;
-          access_key_id_env = "MINIO_KEY";
-          secret_access_key_env = "MINIO_SECRET";
+          access_key_id_env = "S3_KEY";
+          secret_access_key_env = "S3_SECRET";
         };
         migrate.page_size = 10;
         metrics.listen = "127.0.0.1:9464";
       };
       environmentFile = "/etc/s3rf-test/env";
-      credentials.MINIO_SECRET = "/etc/s3rf-test/secret";
+      credentials.S3_SECRET = "/etc/s3rf-test/secret";
       filters = [
-        "${pkgs.s3rf-filters}/lib/s3rf/filters/skip-glob.wasm"
+        "${self.packages.${system}.filters}/lib/s3rf/filters/skip-glob.wasm"
         (pkgs.writeText "skip-glob.toml" ''patterns = ["**.tmp"]'')
       ];
     };
-    environment.etc."s3rf-test/env".text = "MINIO_KEY=minioadmin\n";
   };
   testScript = ''
-    machine.wait_for_unit("minio.service")
+    machine.wait_for_unit("s3s-fs.service")
     machine.wait_for_open_port(9000)
-    machine.succeed("mc alias set local http://127.0.0.1:9000 minioadmin minioadmin")
-    machine.succeed("mc mb local/src && mc mb local/dst")
-    machine.succeed("echo hello > /tmp/a.txt && mc cp /tmp/a.txt local/src/a.txt && mc cp /tmp/a.txt local/src/b.tmp")
+    machine.succeed("mkdir -p /var/lib/s3s/src /var/lib/s3s/dst")
+    machine.succeed("echo hello > /var/lib/s3s/src/a.txt && echo tmp > /var/lib/s3s/src/b.tmp")
     machine.wait_for_unit("s3rf-agent.service")
     machine.succeed("curl -sf http://127.0.0.1:9464/readyz")
     machine.succeed(
-      "MINIO_KEY=minioadmin MINIO_SECRET=minioadmin STATE_DIRECTORY=/var/lib/s3rf/agent "
-      + "s3rf-agent --config $(systemctl show -p ExecStart s3rf-agent | grep -o '/nix/store/[^ ]*-checked.toml' | head -1) "
-      + "migrate --src minio --dst minio --bucket src --map src=dst --wait"
+      "S3_KEY=s3rf-test S3_SECRET=s3rf-test-secret "
+      + "s3rf-agent migrate --src s3 --dst s3 --bucket src --map src=dst --wait"
     )
-    machine.succeed("mc stat local/dst/a.txt")
-    machine.fail("mc stat local/dst/b.tmp")
+    machine.succeed("s3rf-agent status")
+    machine.succeed("cmp /var/lib/s3s/src/a.txt /var/lib/s3s/dst/a.txt")
+    machine.fail("test -e /var/lib/s3s/dst/b.tmp")
     machine.succeed("systemctl stop s3rf-agent.service")
   '';
 }

@@ -29,7 +29,11 @@
         passthru = attrs.passthru or {};
       };
   in
-    d;
+    # nixpkgs refuses to evaluate a package marked insecure unless it is
+    # allowed explicitly (pkgs/stdenv/generic/check-meta.nix).
+    if (attrs.meta.knownVulnerabilities or []) != []
+    then throw "Package ‘${name}’ is marked as insecure, refusing to evaluate: ${builtins.concatStringsSep "; " attrs.meta.knownVulnerabilities}"
+    else d;
   pkg = name: drv name {meta.mainProgram = name;};
   base = self: {
     inherit lib system;
@@ -42,9 +46,18 @@
       args = builtins.intersectAttrs (builtins.functionArgs f) (self // overrides);
     in
       f (args // overrides);
-    rustPlatform.buildRustPackage = attrs:
+    # nixpkgs' rustc sends the wasm32 linker to `lld`, not rustup's
+    # `rust-lld` (pkgs/development/compilers/rust/rustc.nix), so a build of
+    # wasm32 code (s3rf's filters/build.sh) fails to link without lld.
+    rustPlatform.buildRustPackage = attrs: let
+      text = builtins.concatStringsSep " " (builtins.filter builtins.isString [(attrs.buildPhase or "") (toString (attrs.cargoBuildFlags or []))]);
+      wasm = builtins.match ".*(wasm32|build\\.sh).*" text != null;
+      hasLld = builtins.any (i: (i.name or "") == "lld") (attrs.nativeBuildInputs or []);
+    in
       assert attrs ? cargoLock || attrs ? cargoHash;
-        drv "${attrs.pname}-${attrs.version}" attrs;
+      if wasm && !hasLld
+      then throw "${attrs.pname}: builds wasm32 without lld in nativeBuildInputs; nixpkgs' rustc links wasm32 with lld (pkgs/development/compilers/rust/rustc.nix)"
+      else drv "${attrs.pname}-${attrs.version}" attrs;
     fetchCrate = {
       pname,
       version,
@@ -56,11 +69,12 @@
     writeShellApplication = attrs:
       assert attrs ? name && attrs ? text; drv attrs.name (attrs // {meta = (attrs.meta or {}) // {mainProgram = attrs.name;};});
     writeText = name: _text: drv name {};
+    writeShellScriptBin = name: _text: drv name {meta.mainProgram = name;};
     runCommand = name: _env: _script: drv name {};
     linkFarm = name: _entries: drv name {};
     mkShell = attrs: assert attrs ? packages; drv "shell" attrs;
     formats.toml = _: {
-      type = lib.types.attrsOf lib.types.str;
+      type = lib.types.attrsOf lib.types.anything;
       generate = name: value: builtins.seq (builtins.toJSON value) (drv name {});
     };
     testers.runNixOSTest = test: import ./nixos-test.nix {inherit lib test drv self;};
@@ -82,7 +96,12 @@
     deadnix = pkg "deadnix";
     alejandra = pkg "alejandra";
     cacert = pkg "cacert";
-    minio-client = pkg "mc";
+    lld = pkg "lld";
+    curl = pkg "curl";
+    # Marked insecure in nixpkgs ("abandoned by upstream, will be removed for
+    # 26.05"; pkgs/servers/minio/default.nix, pkgs/by-name/mi/minio-client).
+    minio = drv "minio" {meta.knownVulnerabilities = ["MinIO is abandoned by upstream and will be removed for 26.05"];};
+    minio-client = drv "mc" {meta.knownVulnerabilities = ["MinIO is abandoned by upstream and will be removed for 26.05"];};
   };
   fix = f: let x = f x; in x;
   applied = fix (self: builtins.foldl' (acc: o: acc // o self acc) (base self) overlays);
