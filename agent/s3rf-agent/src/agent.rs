@@ -16,6 +16,7 @@ use crate::jetstream::{self as js_setup, QueueError};
 use crate::ledger::Ledger;
 use crate::names::{JobKind, Names};
 use crate::ordering::Sequencers;
+use crate::pausing::PauseStore;
 use crate::resume::Uploads;
 use crate::shutdown::{self, Shutdown};
 use crate::store::{StoreError, Stores};
@@ -94,6 +95,8 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         ledger,
         sequencers,
         uploads,
+        pauses,
+        paused,
     } = set_up_retrying(&config, &names, &shutdown.stop).await?;
     let mut executor = Executor::new(stores, config.copy.clone())
         .with_filters(filters)
@@ -101,6 +104,15 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     if let Some(uploads) = uploads {
         executor = executor.with_resume(uploads);
     }
+    crate::metrics::pauses(&paused);
+    let (pauses_tx, pauses_rx) = tokio::sync::watch::channel(paused);
+    let following = tokio::spawn(pauses.follow(pauses_tx, shutdown.stop.clone()));
+    let unparking = tokio::spawn(crate::pausing::unpark_loop(
+        js.clone(),
+        names.clone(),
+        pauses_rx.clone(),
+        shutdown.stop.clone(),
+    ));
     let shared = Arc::new(Shared {
         js: js.clone(),
         names: names.clone(),
@@ -110,6 +122,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         migrate: config.migrate.clone(),
         ledger: ledger.clone(),
         sequencers,
+        pauses: pauses_rx,
         settling: Arc::new(tokio::sync::Semaphore::new(config.copy.concurrency)),
         abort: shutdown.abort.clone(),
         tracker: TaskTracker::new(),
@@ -188,6 +201,8 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     }
     let _ = advisories.await;
     let _ = tally.await;
+    let _ = following.await;
+    let _ = unparking.await;
     shared.tracker.close();
     shared.tracker.wait().await;
     // Acks and naks are fire-and-forget publishes; make sure they left.
@@ -208,6 +223,8 @@ struct SetUp {
     ledger: Ledger,
     sequencers: Sequencers,
     uploads: Option<Uploads>,
+    pauses: PauseStore,
+    paused: crate::pause::Pauses,
 }
 
 /// Connects and creates (or updates) every stream, consumer and KV bucket.
@@ -238,6 +255,10 @@ async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
         ),
         None => None,
     };
+    // Read the pauses before the first pull, so that an agent started
+    // during a pause honours it from its first job.
+    let pauses = PauseStore::open(&js, names, config.nats.replicas).await?;
+    let paused = pauses.load().await?;
     Ok(SetUp {
         client,
         js,
@@ -245,6 +266,8 @@ async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
         ledger,
         sequencers,
         uploads,
+        pauses,
+        paused,
     })
 }
 

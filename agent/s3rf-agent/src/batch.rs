@@ -9,8 +9,10 @@
 //! so filters, listing hints and comparison behave the same. What a batch
 //! cannot finish it hands off:
 //!
-//! 1. every object is tried once; an abort (shutdown) releases the whole
-//!    batch, and recording nothing;
+//! 1. every object is tried once, unless its migration is paused meanwhile
+//!    (the objects not started are then handed off, and their copy jobs are
+//!    parked); an abort (shutdown) releases the whole batch, recording
+//!    nothing;
 //! 2. if none succeeded and every failure may pass (a store that is down),
 //!    the batch is retried as a whole with backoff while deliveries remain;
 //! 3. otherwise the batch records one `Batch` ledger event: the outcomes of
@@ -111,7 +113,13 @@ async fn run(
     }
     let mut counts = BatchCounts::default();
     let mut failed: Vec<(usize, ExecError)> = Vec::new();
+    // Objects not started because the migration was paused meanwhile.
+    let mut untried = 0..0;
     for (i, obj) in batch.objects.iter().enumerate() {
+        if i > 0 && shared.pauses.borrow().holds_migration(&s.migration) {
+            untried = i..batch.objects.len();
+            break;
+        }
         let job = batch.copy_job(obj, delivered);
         let span = info_span!("object", key = %obj.key);
         match shared
@@ -135,7 +143,11 @@ async fn run(
     let may_pass = failed
         .iter()
         .all(|(_, e)| e.disposition() == Disposition::Retry);
-    if counts.objects() == 0 && may_pass && delivered < u64::from(shared.nats.max_deliver) {
+    if counts.objects() == 0
+        && may_pass
+        && untried.is_empty()
+        && delivered < u64::from(shared.nats.max_deliver)
+    {
         if let Some((_, first)) = failed.into_iter().next() {
             return Err(BatchError::AllFailed {
                 objects: batch.objects.len(),
@@ -151,11 +163,19 @@ async fn run(
         warn!(key = %batch.objects[*i].key, error = %e,
             "handing the object off as its own copy job, which retries and dead-letters on its own");
     }
+    if !untried.is_empty() {
+        info!(
+            objects = untried.len(),
+            "the migration is paused: handing the objects not started off as copy jobs, which wait for resume"
+        );
+    }
     let event = LedgerEvent::Batch {
         counts,
         handed_off: failed
             .iter()
-            .map(|(i, _)| batch.objects[*i].key.clone())
+            .map(|(i, _)| *i)
+            .chain(untried)
+            .map(|i| batch.objects[i].key.clone())
             .collect(),
     };
     match shared

@@ -1,5 +1,6 @@
 //! What every job handler of an agent shares: the JetStream context, the
-//! executor, settings, the ledger and sequencers, the settling permits and
+//! executor, settings, the ledger and sequencers, the pauses in force, the
+//! settling permits and
 //! the shutdown token ([`Shared`]), and which delivery of a job is running
 //! ([`Delivery`]). The pull loop (`worker.rs`) and the handlers
 //! (`object.rs`, `batch.rs`, `control.rs`) all take it; none depends on
@@ -39,6 +40,8 @@ pub struct Shared {
     pub ledger: Ledger,
     /// Per-object event sequencers.
     pub sequencers: Sequencers,
+    /// The pauses in force, kept current by `pausing::PauseStore::follow`.
+    pub pauses: tokio::sync::watch::Receiver<crate::pause::Pauses>,
     /// Object jobs whose S3 work is done and whose ledger record and ack are
     /// in flight (`copy.concurrency` at most): the job gives its pull slot
     /// back for this one, so bookkeeping does not hold S3 concurrency.

@@ -145,7 +145,8 @@ fn setup_err(what: &'static str, name: &str, e: impl std::fmt::Display) -> Queue
     }
 }
 
-/// Creates or updates the job stream and the dead-letter stream.
+/// Creates or updates the job stream, the dead-letter stream and the
+/// stream of jobs a pause parked.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     names: &Names,
@@ -179,6 +180,21 @@ pub async fn ensure_streams(
     js.create_or_update_stream(dead)
         .await
         .map_err(|e| setup_err("stream", &names.dead_stream(), e))?;
+    let parked = stream::Config {
+        name: names.parked_stream(),
+        subjects: vec![names.parked_subjects()],
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        duplicate_window: Duration::from_secs(120),
+        description: Some(
+            "s3rf jobs held by a pause, moved back to S3RF_JOBS on resume".to_owned(),
+        ),
+        ..Default::default()
+    };
+    js.create_or_update_stream(parked)
+        .await
+        .map_err(|e| setup_err("stream", &names.parked_stream(), e))?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 // Errors are the cold path and carry endpoint/bucket/key context on purpose.
 #![allow(clippy::result_large_err)]
 
-pub use s3rf_core::{events, job, migration, names, outcome, plan};
+pub use s3rf_core::{events, job, migration, names, outcome, pause, plan};
 
 pub mod agent;
 pub mod batch;
@@ -30,6 +30,7 @@ mod module_graph;
 pub mod object;
 pub mod ops;
 pub mod ordering;
+pub mod pausing;
 pub mod resume;
 pub mod shutdown;
 pub mod store;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// Jobs finished, by `kind` and `outcome` (`ok`, `retry`, `dead_letter`, `released`).
+/// Jobs finished, by `kind` and `outcome` (`ok`, `retry`, `dead_letter`,
+/// `released`, `parked`: held by a pause).
 pub const JOBS: &str = "s3rf_jobs_total";
 /// Object bytes copied.
 pub const COPIED_BYTES: &str = "s3rf_copied_bytes_total";
@@ -22,6 +23,11 @@ pub const NATS_RECONNECTS: &str = "s3rf_nats_reconnects_total";
 pub const FILTER_DECISIONS: &str = "s3rf_filter_decisions_total";
 /// SQS messages, by `action` (`received`, `published`, `deleted`, `skipped`).
 pub const SQS_MESSAGES: &str = "s3rf_sqs_messages_total";
+
+/// Pauses in force, by `scope` (`all`, `sync`, `migration`: how many).
+pub const PAUSES: &str = "s3rf_pauses";
+/// Parked jobs moved back to the queue after a pause ended.
+pub const UNPARKED: &str = "s3rf_unparked_jobs_total";
 
 /// Installs the global recorder (once per process) and returns its handle.
 pub fn install() -> Option<PrometheusHandle> {
@@ -75,6 +81,26 @@ pub fn filter_decision(filter: &str, verdict: &'static str) {
     counter!(FILTER_DECISIONS, "filter" => filter.to_owned(), "verdict" => verdict).increment(1);
 }
 
+/// The pauses in force changed.
+pub fn pauses(p: &crate::pause::Pauses) {
+    let (mut all, mut sync, mut migrations) = (0.0, 0.0, 0.0);
+    for (scope, _) in p.iter() {
+        match scope {
+            crate::pause::PauseScope::All => all += 1.0,
+            crate::pause::PauseScope::Sync => sync += 1.0,
+            crate::pause::PauseScope::Migration(_) => migrations += 1.0,
+        }
+    }
+    gauge!(PAUSES, "scope" => "all").set(all);
+    gauge!(PAUSES, "scope" => "sync").set(sync);
+    gauge!(PAUSES, "scope" => "migration").set(migrations);
+}
+
+/// A parked job went back to the queue.
+pub fn unparked() {
+    counter!(UNPARKED).increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +111,8 @@ mod tests {
     fn dashboard_and_alerts_use_exported_metrics() {
         let known = [
             JOBS,
+            PAUSES,
+            UNPARKED,
             COPIED_BYTES,
             COPIES_IN_FLIGHT,
             COPY_DURATION,
@@ -96,7 +124,7 @@ mod tests {
         let dashboard = include_str!("../../../systemd/monitoring/s3rf-dashboard.json");
         let alerts = include_str!("../../../systemd/monitoring/s3rf-alerts.yml");
         let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
-        assert_eq!(json["panels"].as_array().map(Vec::len), Some(9));
+        assert_eq!(json["panels"].as_array().map(Vec::len), Some(10));
         let mut seen = 0;
         for text in [dashboard, alerts] {
             let mut rest = text;

@@ -15,6 +15,8 @@ use crate::migration::{self, Tally};
 use crate::names::{
     HDR_DELIVERIES, HDR_FAILED_AT, HDR_JOB_KIND, HDR_ORIGINAL_SUBJECT, HDR_REASON, JobKind, Names,
 };
+use crate::pause::{PauseScope, Pauses};
+use crate::pausing::{PauseStore, Paused};
 
 /// Why an operator command failed; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,22 @@ pub fn rates(t: &Tally, now_ms: u64) -> (f64, f64) {
     let secs = (end.saturating_sub(t.first_event_ms) as f64 / 1000.0).max(0.001);
     let objects = (t.source_outcomes + t.destination_outcomes) as f64;
     (objects / secs, (t.copied_bytes as f64) / secs)
+}
+
+fn check_scope(scope: &PauseScope) -> Result<(), OpsError> {
+    match scope {
+        PauseScope::Migration(id) => {
+            migration::validate_id(id).map_err(|e| OpsError::Invalid(e.to_string()))
+        }
+        PauseScope::All | PauseScope::Sync => Ok(()),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// A dead letter as shown to operators.
@@ -301,6 +319,40 @@ impl Operator {
             serde_json::to_vec(&job).unwrap_or_default(),
         )
         .await
+    }
+
+    /// Pauses `scope`. A migration must exist to be paused.
+    pub async fn pause(&self, scope: &PauseScope) -> Result<Paused, OpsError> {
+        check_scope(scope)?;
+        if let PauseScope::Migration(id) = scope
+            && self.ledger.spec(id).await?.is_none()
+        {
+            return Err(OpsError::NoMigration(id.clone()));
+        }
+        Ok(self.pause_store().await?.pause(scope, now_ms()).await?)
+    }
+
+    /// Ends `scope`'s pause; returns when it began (`None`: it was not
+    /// paused) and how many jobs it had parked, which agents now move back.
+    pub async fn resume(&self, scope: &PauseScope) -> Result<(Option<u64>, u64), OpsError> {
+        check_scope(scope)?;
+        let since = self.pause_store().await?.resume(scope).await?;
+        let parked = self.parked().await?.get(scope).copied().unwrap_or(0);
+        Ok((since, parked))
+    }
+
+    /// The pauses in force.
+    pub async fn pauses(&self) -> Result<Pauses, OpsError> {
+        Ok(self.pause_store().await?.load().await?)
+    }
+
+    /// Jobs parked per pause.
+    pub async fn parked(&self) -> Result<std::collections::BTreeMap<PauseScope, u64>, OpsError> {
+        Ok(crate::pausing::parked_counts(&self.js, &self.names).await?)
+    }
+
+    async fn pause_store(&self) -> Result<PauseStore, OpsError> {
+        Ok(PauseStore::open(&self.js, &self.names, self.config.nats.replicas).await?)
     }
 
     /// Every migration id.

@@ -33,11 +33,16 @@ pub async fn pull_loop(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
+    let mut pauses = shared.pauses.clone();
     loop {
         let first = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             () = stop.cancelled() => return,
         };
+        // `pause --all`: pull nothing; the jobs stay queued.
+        if !crate::pausing::wait_unless_all_paused(&mut pauses, &stop).await {
+            return;
+        }
         let mut held = vec![first];
         while held.len() < concurrency {
             match permits.clone().try_acquire_owned() {
@@ -150,6 +155,11 @@ async fn handle(
             src_endpoint = %b.scope.0.src, src_bucket = %b.scope.0.bucket,
             objects = b.objects.len(), migration = %b.scope.0.migration),
     };
+    let held = shared.pauses.borrow().holding(job.pausable());
+    if let Some(scope) = held {
+        park(shared, kind, &msg, seq, &scope).instrument(span).await;
+        return;
+    }
     let published_ms =
         i64::try_from(published.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MIN);
     let delivery = Delivery {
@@ -160,6 +170,31 @@ async fn handle(
     run_job(shared, kind, msg, job, delivery, slot)
         .instrument(span)
         .await;
+}
+
+/// Parks a job a pause holds; acks it once the parked copy is stored.
+async fn park(
+    shared: &Shared,
+    kind: JobKind,
+    msg: &jetstream::Message,
+    seq: u64,
+    scope: &crate::pause::PauseScope,
+) {
+    match crate::pausing::park(&shared.js, &shared.names, kind, msg, seq, scope).await {
+        Ok(()) => {
+            crate::metrics::job(kind.token(), "parked");
+            debug!(pause = %scope.describe(), "parked until resumed");
+            if let Err(e) = msg.double_ack().await {
+                debug!(error = %e, "ack of a parked job not confirmed; a redelivery parks it again");
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot park a paused job; it is returned to the queue");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+    }
 }
 
 /// Hands `job` to its handler. Object, batch and control handlers have one

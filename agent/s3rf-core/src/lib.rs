@@ -4,7 +4,8 @@
 //! ([`plan`]), what a job did and what that means for its message
 //! ([`outcome`]), migration accounting ([`migration`]), S3 event parsing
 //! ([`events`]), every NATS name ([`names`]) and the filter ABI codec
-//! ([`filter_abi`]). `s3rf-agent` does the IO and re-exports these under
+//! ([`filter_abi`]), and what a pause holds ([`pause`]). `s3rf-agent`
+//! does the IO and re-exports these under
 //! the same paths (`s3rf_agent::plan`, …).
 
 pub mod events;
@@ -13,5 +14,6 @@ pub mod job;
 pub mod migration;
 pub mod names;
 pub mod outcome;
+pub mod pause;
 pub mod plan;
 pub mod settings;

@@ -22,6 +22,8 @@ pub const HDR_ORIGINAL_MSG_ID: &str = "S3rf-Original-Msg-Id";
 pub const HDR_PAYLOAD_BYTES: &str = "S3rf-Payload-Bytes";
 /// Header: SHA-256 (hex) of that whole payload.
 pub const HDR_PAYLOAD_SHA256: &str = "S3rf-Payload-Sha256";
+/// Header: RFC 3339 time a job was parked by a pause.
+pub const HDR_PARKED_AT: &str = "S3rf-Parked-At";
 /// User metadata key recording the source ETag on copies whose ETag differs
 /// from the source's (multipart layouts), so re-runs can recognise them.
 pub const META_SOURCE_ETAG: &str = "s3rf-source-etag";
@@ -152,6 +154,37 @@ impl Names {
         format!("{}-uploads", self.prefix)
     }
 
+    /// The KV bucket of pauses in force: `s3rf-pauses`.
+    pub fn pauses_kv(&self) -> String {
+        format!("{}-pauses", self.prefix)
+    }
+
+    /// The WorkQueue stream holding jobs a pause parked: `S3RF_PARKED`.
+    pub fn parked_stream(&self) -> String {
+        format!("{}_PARKED", self.prefix.to_uppercase())
+    }
+
+    /// Every parked subject: `s3rf.parked.>`.
+    pub fn parked_subjects(&self) -> String {
+        format!("{}.parked.>", self.prefix)
+    }
+
+    /// Where a `kind` job held by the pause `key` (`PauseScope::key`)
+    /// waits: `s3rf.parked.m.<id>.copy`.
+    pub fn parked_subject(&self, key: &str, kind: JobKind) -> String {
+        format!("{}.parked.{key}.{}", self.prefix, kind.token())
+    }
+
+    /// Every job parked under the pause `key`: `s3rf.parked.sync.*`.
+    pub fn parked_scope(&self, key: &str) -> String {
+        format!("{}.parked.{key}.*", self.prefix)
+    }
+
+    /// The configured prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Durable consumer for `kind`: `s3rf-copy`.
     pub fn consumer(&self, kind: JobKind) -> String {
         format!("{}-{}", self.prefix, kind.token())
@@ -186,6 +219,11 @@ mod tests {
         assert_eq!(n.dead_stream(), "S3RF_DEAD");
         assert_eq!(n.consumer(JobKind::Copy), "s3rf-copy");
         assert_eq!(n.kind_of_consumer("s3rf-delete"), Some(JobKind::Delete));
+        assert_eq!(
+            n.parked_subject("m.m1", JobKind::Batch),
+            "s3rf.parked.m.m1.batch"
+        );
+        assert_eq!(n.parked_scope("sync"), "s3rf.parked.sync.*");
         let t = Names::new("team-a");
         assert_eq!(t.jobs_stream(), "TEAM-A_JOBS");
         assert_eq!(t.job_subject(JobKind::Copy), "team-a.copy");

@@ -68,6 +68,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pause a migration (ID), event sync (--sync) or all work (--all): jobs
+    /// in flight finish, no new ones start, every agent within seconds.
+    Pause(PauseTarget),
+    /// Undo `pause`: the paused jobs run again.
+    Resume(PauseTarget),
     /// List multipart copies in progress, with parts done and total: those
     /// running and those kept for a redelivery to resume.
     Uploads {
@@ -85,6 +90,43 @@ pub enum Command {
         #[command(subcommand)]
         command: FilterCommand,
     },
+}
+
+/// What `pause` and `resume` apply to: one of a migration id, `--sync` or
+/// `--all`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct PauseTarget {
+    /// Migration id.
+    pub id: Option<String>,
+    /// Event-driven work: the jobs the SQS bridge makes from S3 events (the
+    /// bridge keeps reading; its jobs wait).
+    #[arg(long)]
+    pub sync: bool,
+    /// Every job, of every migration, event and hand-published job.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl PauseTarget {
+    /// The pause it names.
+    pub fn scope(&self) -> crate::pause::PauseScope {
+        use crate::pause::PauseScope;
+        match (&self.id, self.all) {
+            (Some(id), _) => PauseScope::Migration(id.clone()),
+            (None, true) => PauseScope::All,
+            (None, false) => PauseScope::Sync,
+        }
+    }
+
+    /// How it is written on the command line.
+    pub fn arg(&self) -> String {
+        match (&self.id, self.all) {
+            (Some(id), _) => id.clone(),
+            (None, true) => "--all".to_owned(),
+            (None, false) => "--sync".to_owned(),
+        }
+    }
 }
 
 /// `filter` subcommands.

@@ -1,8 +1,12 @@
 //! The operator commands that talk to NATS (`migrate`, `copy`, `delete`,
-//! `status`, `uploads`, `dlq`) and how they print: progress, tallies and
+//! `status`, `pause`, `resume`, `uploads`, `dlq`) and how they print: progress, tallies and
 //! one-line summaries.
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::pause::{PauseScope, Pauses};
+use crate::pausing::Paused;
 
 fn human_bytes(n: u64) -> String {
     bytesize::ByteSize::b(n).display().iec().to_string()
@@ -37,10 +41,10 @@ fn counts_line(t: &Tally) -> String {
     parts.join(", ")
 }
 
-fn detail(id: &str, spec: &serde_json::Value, t: &Tally) -> String {
+fn detail(id: &str, spec: &serde_json::Value, t: &Tally, paused: &PauseView) -> String {
     let (objects_per_s, bytes_per_s) = ops::rates(t, now_ms());
     let mut out = vec![
-        format!("migration {id}: {}", ops::state_of(t)),
+        format!("migration {id}: {}", paused.state(id, t)),
         format!("  spec:      {spec}"),
         format!(
             "  buckets:   {}/{} settled",
@@ -62,6 +66,9 @@ fn detail(id: &str, spec: &serde_json::Value, t: &Tally) -> String {
         ),
         format!("  started:   {}", fmt_ms(t.first_event_ms)),
     ];
+    if let Some(line) = paused.of_migration(id) {
+        out.push(format!("  paused:    {line}"));
+    }
     for (name, b) in &t.buckets {
         out.push(format!(
             "  bucket {name} -> {}: {}{}, {} objects in {} pages{}",
@@ -78,6 +85,64 @@ fn detail(id: &str, spec: &serde_json::Value, t: &Tally) -> String {
         ));
     }
     out.join("\n")
+}
+
+/// The pauses in force and the jobs each has parked, as `status` shows them.
+struct PauseView {
+    pauses: Pauses,
+    parked: BTreeMap<PauseScope, u64>,
+}
+
+impl PauseView {
+    async fn read(op: &Operator) -> anyhow::Result<Self> {
+        Ok(Self {
+            pauses: op.pauses().await?,
+            parked: op.parked().await?,
+        })
+    }
+
+    /// `since T, N jobs parked` for `scope`, if it is paused.
+    fn line(&self, scope: &PauseScope) -> Option<String> {
+        let since = self.pauses.since(scope)?;
+        let parked = self.parked.get(scope).copied().unwrap_or(0);
+        Some(format!("since {}, {parked} jobs parked", fmt_ms(since)))
+    }
+
+    /// What holds migration `id`: its own pause, or a pause of everything.
+    fn of_migration(&self, id: &str) -> Option<String> {
+        let own = PauseScope::Migration(id.to_owned());
+        self.line(&own).or_else(|| {
+            self.line(&PauseScope::All)
+                .map(|l| format!("with all work, {l}"))
+        })
+    }
+
+    fn state(&self, id: &str, t: &Tally) -> &'static str {
+        if !t.complete() && self.pauses.holds_migration(id) {
+            "paused"
+        } else {
+            ops::state_of(t)
+        }
+    }
+
+    fn json(&self, id: &str) -> serde_json::Value {
+        let scope = PauseScope::Migration(id.to_owned());
+        let held = if self.pauses.since(&scope).is_some() {
+            Some(scope)
+        } else if self.pauses.all() {
+            Some(PauseScope::All)
+        } else {
+            None
+        };
+        match held {
+            None => serde_json::Value::Null,
+            Some(s) => serde_json::json!({
+                "scope": s.key(),
+                "since": fmt_ms(self.pauses.since(&s).unwrap_or(0)),
+                "parked": self.parked.get(&s).copied().unwrap_or(0),
+            }),
+        }
+    }
 }
 
 fn fmt_ms(ms: u64) -> String {
@@ -172,11 +237,13 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
         }
         Command::Status { id: Some(id), json } => {
             let (spec, t) = op.status(&id).await?;
+            let paused = PauseView::read(&op).await?;
             if json {
-                let v = serde_json::json!({"id": id, "state": ops::state_of(&t), "spec": spec, "tally": t});
+                let v = serde_json::json!({"id": id, "state": paused.state(&id, &t),
+                    "paused": paused.json(&id), "spec": spec, "tally": t});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{}", detail(&id, &spec, &t));
+                println!("{}", detail(&id, &spec, &t, &paused));
             }
             ExitCode::SUCCESS
         }
@@ -186,24 +253,73 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
                 let (_, t) = op.status(&id).await?;
                 rows.push((id, t));
             }
+            let paused = PauseView::read(&op).await?;
             if json {
                 let v: Vec<_> = rows
                     .iter()
-                    .map(|(id, t)| serde_json::json!({"id": id, "state": ops::state_of(t), "tally": t}))
+                    .map(|(id, t)| {
+                        serde_json::json!({"id": id, "state": paused.state(id, t),
+                        "paused": paused.json(id), "tally": t})
+                    })
                     .collect();
+                let pauses: Vec<_> = paused
+                    .pauses
+                    .iter()
+                    .map(|(s, since)| {
+                        serde_json::json!({"scope": s.key(), "since": fmt_ms(since),
+                        "parked": paused.parked.get(s).copied().unwrap_or(0)})
+                    })
+                    .collect();
+                let v = serde_json::json!({"pauses": pauses, "migrations": v});
                 println!("{}", serde_json::to_string_pretty(&v)?);
-            } else if rows.is_empty() {
-                println!("no migrations");
             } else {
+                for (scope, _) in paused.pauses.iter() {
+                    if !matches!(scope, PauseScope::Migration(_)) {
+                        let line = paused.line(scope).unwrap_or_default();
+                        println!("paused: {} {line}", scope.describe());
+                    }
+                }
+                if rows.is_empty() {
+                    println!("no migrations");
+                }
                 for (id, t) in rows {
                     println!(
                         "{id}  {}  buckets {}/{}  {}",
-                        ops::state_of(&t),
+                        paused.state(&id, &t),
                         t.buckets_done(),
                         t.buckets.len(),
                         counts_line(&t)
                     );
                 }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Pause(target) => {
+            let scope = target.scope();
+            match op.pause(&scope).await? {
+                Paused::Now(since) => println!(
+                    "paused {} at {}: jobs in flight finish, the rest wait until `s3rf-agent resume {}`",
+                    scope.describe(),
+                    fmt_ms(since),
+                    target.arg()
+                ),
+                Paused::Already(since) => println!(
+                    "{} was already paused, since {}",
+                    scope.describe(),
+                    fmt_ms(since)
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Resume(target) => {
+            let scope = target.scope();
+            match op.resume(&scope).await? {
+                (Some(since), parked) => println!(
+                    "resumed {} (paused since {}): its {parked} parked jobs go back to the queue",
+                    scope.describe(),
+                    fmt_ms(since)
+                ),
+                (None, _) => println!("{} was not paused", scope.describe()),
             }
             ExitCode::SUCCESS
         }

@@ -10,15 +10,6 @@ use s3rf_testkit::pattern_bytes;
 
 use crate::harness::*;
 
-async fn count(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
-    let mut n = 0;
-    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        n += page.map(|p| p.contents().len()).unwrap_or(0);
-    }
-    n
-}
-
 /// Publishes a copy job for every object of `src` and returns when
 /// `from` and when `to` objects had arrived at `dst`.
 async fn copy_all_timed(
@@ -36,7 +27,7 @@ async fn copy_all_timed(
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut first = None;
     loop {
-        let n = count(&s3, dst).await;
+        let n = count_objects(&s3, dst).await;
         if first.is_none() && n >= from {
             first = Some(Instant::now());
         }

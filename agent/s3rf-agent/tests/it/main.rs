@@ -14,5 +14,6 @@ mod integrity;
 mod lifecycle;
 mod limits;
 mod migrate;
+mod pause;
 mod s3;
 mod sync;

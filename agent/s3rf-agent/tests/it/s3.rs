@@ -146,3 +146,13 @@ pub async fn bucket_contents(
         }
     }
 }
+
+/// How many objects `bucket` holds.
+pub async fn count_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
+    let mut n = 0;
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        n += page.map(|p| p.contents().len()).unwrap_or(0);
+    }
+    n
+}

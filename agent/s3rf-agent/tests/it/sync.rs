@@ -15,13 +15,13 @@ use crate::harness::*;
 
 const ACCOUNT: &str = "123456789012";
 
-struct Bridge {
+pub struct Bridge {
     child: Child,
     log: std::path::PathBuf,
 }
 
 impl Bridge {
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -33,17 +33,17 @@ impl Drop for Bridge {
     }
 }
 
-struct Sync {
-    src: String,
-    dst: String,
-    queue_url: String,
-    dlq_url: String,
-    opts: AgentOpts,
+pub struct Sync {
+    pub src: String,
+    pub dst: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub opts: AgentOpts,
 }
 
 /// A source bucket, a destination bucket, a queue with a redrive policy to a
 /// dead-letter queue, and a config routing the queue from moto to moto2.
-async fn setup(env: &TestEnv, notify: bool) -> Sync {
+pub async fn setup(env: &TestEnv, notify: bool) -> Sync {
     let moto = env.moto.client();
     let sqs = env.moto.sqs_client();
     let src = make_bucket(&moto, "sync-src").await;
@@ -113,7 +113,7 @@ bucket_map = {{ "{src}" = "{dst}" }}
     }
 }
 
-fn spawn_bridge(env: &TestEnv, opts: &AgentOpts) -> Bridge {
+pub fn spawn_bridge(env: &TestEnv, opts: &AgentOpts) -> Bridge {
     let config = env.write_config(opts);
     let log = env.dir.path().join(format!(
         "bridge-{}.log",
@@ -131,7 +131,7 @@ fn spawn_bridge(env: &TestEnv, opts: &AgentOpts) -> Bridge {
     Bridge { child, log }
 }
 
-async fn wait_converged(
+pub async fn wait_converged(
     s3: &aws_sdk_s3::Client,
     src: &str,
     dst: &str,
@@ -264,7 +264,7 @@ fn records(recs: &[serde_json::Value]) -> String {
     serde_json::json!({"Records": recs}).to_string()
 }
 
-async fn queue_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
+pub async fn queue_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
     let a = sqs
         .get_queue_attributes()
         .queue_url(url)

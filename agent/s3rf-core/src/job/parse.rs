@@ -56,7 +56,13 @@ impl Job {
                 let job = DeleteJob {
                     dst: check.object(w.dst.endpoint, w.dst.bucket, w.dst.key, "dst")?,
                     src,
-                    origin: check.origin(w.migration, w.sequencer, false)?,
+                    // The bridge's deletes say `if_source_absent` (S3 may
+                    // give no sequencer): outside a migration, that makes
+                    // a delete event sync.
+                    origin: {
+                        let event = w.if_source_absent && w.migration.is_none();
+                        check.origin(w.migration, w.sequencer, event)?
+                    },
                     if_source_absent: w.if_source_absent,
                     mode: Mode::from_dry_run(w.dry_run),
                 };

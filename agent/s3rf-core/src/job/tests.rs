@@ -129,6 +129,32 @@ mod table {
         );
     }
 
+    /// A delete's origin: `if_source_absent` outside a migration is the
+    /// bridge's delete (event sync, which `pause --sync` holds), with or
+    /// without a sequencer; inside a migration it is the mirror's.
+    #[test]
+    fn delete_origins() {
+        let origin = |extra: &str| {
+            let text = format!(
+                r#"{{"dst":{{"endpoint":"b","bucket":"q","key":"k"}},"src":{{"endpoint":"a","bucket":"p","key":"k"}}{extra}}}"#
+            );
+            match Job::parse(JobKind::Delete, text.as_bytes(), |_| true) {
+                Ok(Job::Delete(d)) => d.origin,
+                other => panic!("{extra}: {other:?}"),
+            }
+        };
+        let event = |s: Option<&str>| Origin::Event {
+            sequencer: s.map(str::to_owned),
+        };
+        assert_eq!(origin(""), Origin::Direct);
+        assert_eq!(origin(r#","if_source_absent":true"#), event(None));
+        assert_eq!(origin(r#","sequencer":"0B""#), event(Some("0B")));
+        assert_eq!(
+            origin(r#","if_source_absent":true,"migration":"m1""#),
+            Origin::Migration("m1".into())
+        );
+    }
+
     #[test]
     fn delete_jobs() {
         let d = JobKind::Delete;
