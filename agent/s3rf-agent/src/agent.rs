@@ -12,12 +12,14 @@ use tracing::info;
 use crate::config::Config;
 use crate::context::Shared;
 use crate::executor::Executor;
+use crate::fleet::Fleet;
 use crate::jetstream::{self as js_setup, QueueError};
 use crate::ledger::Ledger;
 use crate::names::{JobKind, Names};
 use crate::ordering::Sequencers;
 use crate::pausing::PauseStore;
 use crate::resume::Uploads;
+use crate::scheduler::Scheduler;
 use crate::shutdown::{self, Shutdown};
 use crate::store::{StoreError, Stores};
 use crate::worker::pull_loop;
@@ -97,6 +99,8 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         uploads,
         pauses,
         paused,
+        fleet,
+        scheduler,
     } = set_up_retrying(&config, &names, &shutdown.stop).await?;
     let mut executor = Executor::new(stores, config.copy.clone())
         .with_filters(filters)
@@ -104,9 +108,21 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     if let Some(uploads) = uploads {
         executor = executor.with_resume(uploads);
     }
+    let rating = tokio::spawn(
+        fleet
+            .clone()
+            .run(executor.rates().clone(), shutdown.stop.clone()),
+    );
     crate::metrics::pauses(&paused);
     let (pauses_tx, pauses_rx) = tokio::sync::watch::channel(paused);
     let following = tokio::spawn(pauses.follow(pauses_tx, shutdown.stop.clone()));
+    let scheduling = tokio::spawn(scheduler.clone().run(
+        js.clone(),
+        names.clone(),
+        ledger.clone(),
+        pauses_rx.clone(),
+        shutdown.stop.clone(),
+    ));
     let unparking = tokio::spawn(crate::pausing::unpark_loop(
         js.clone(),
         names.clone(),
@@ -123,6 +139,8 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
         ledger: ledger.clone(),
         sequencers,
         pauses: pauses_rx,
+        fleet,
+        scheduler,
         settling: Arc::new(tokio::sync::Semaphore::new(config.copy.concurrency)),
         abort: shutdown.abort.clone(),
         tracker: TaskTracker::new(),
@@ -203,6 +221,8 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     let _ = tally.await;
     let _ = following.await;
     let _ = unparking.await;
+    let _ = rating.await;
+    let _ = scheduling.await;
     shared.tracker.close();
     shared.tracker.wait().await;
     // Acks and naks are fire-and-forget publishes; make sure they left.
@@ -225,6 +245,8 @@ struct SetUp {
     uploads: Option<Uploads>,
     pauses: PauseStore,
     paused: crate::pause::Pauses,
+    fleet: Fleet,
+    scheduler: Scheduler,
 }
 
 /// Connects and creates (or updates) every stream, consumer and KV bucket.
@@ -259,6 +281,8 @@ async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
     // during a pause honours it from its first job.
     let pauses = PauseStore::open(&js, names, config.nats.replicas).await?;
     let paused = pauses.load().await?;
+    let fleet = Fleet::open(&js, names, config.nats.replicas).await?;
+    let scheduler = Scheduler::open(&js, names, config.nats.replicas).await?;
     Ok(SetUp {
         client,
         js,
@@ -268,6 +292,8 @@ async fn set_up(config: &Config, names: &Names) -> Result<SetUp, QueueError> {
         uploads,
         pauses,
         paused,
+        fleet,
+        scheduler,
     })
 }
 

@@ -40,6 +40,10 @@ pub struct Shared {
     pub ledger: Ledger,
     /// Per-object event sequencers.
     pub sequencers: Sequencers,
+    /// Agent heartbeats and migration rates.
+    pub fleet: crate::fleet::Fleet,
+    /// Migration schedules.
+    pub scheduler: crate::scheduler::Scheduler,
     /// The pauses in force, kept current by `pausing::PauseStore::follow`.
     pub pauses: tokio::sync::watch::Receiver<crate::pause::Pauses>,
     /// Object jobs whose S3 work is done and whose ledger record and ack are

@@ -65,6 +65,10 @@ pub struct Control<'a> {
     pub names: &'a Names,
     /// The ledger.
     pub ledger: &'a Ledger,
+    /// Migration rates.
+    pub fleet: &'a crate::fleet::Fleet,
+    /// Migration schedules.
+    pub scheduler: &'a crate::scheduler::Scheduler,
     /// S3 access.
     pub executor: &'a Executor,
     /// Keys per listing page.
@@ -137,6 +141,8 @@ impl<'a> Control<'a> {
             js: &shared.js,
             names: &shared.names,
             ledger: &shared.ledger,
+            fleet: &shared.fleet,
+            scheduler: &shared.scheduler,
             executor: &shared.executor,
             page_size: shared.migrate.page_size,
             list_split: shared.migrate.list_split_depth,
@@ -167,6 +173,14 @@ impl<'a> Control<'a> {
         let spec_json = serde_json::to_vec(&spec).unwrap_or_default();
         if self.ledger.put_spec(&id, &spec_json).await? == SpecWrite::Different {
             return Err(ControlError::SpecConflict(id));
+        }
+        if let Some(rate) = &spec.rate {
+            self.fleet.init_rate(&id, rate).await?;
+        }
+        if let Some(every) = &spec.every {
+            let ms = crate::schedule::parse_every(every)
+                .map_err(|e| ControlError::Spec(e.to_string()))?;
+            self.scheduler.register(&spec, ms).await?;
         }
         let available = match &spec.buckets {
             Some(_) => Vec::new(),

@@ -8,7 +8,7 @@
 // Errors are the cold path and carry endpoint/bucket/key context on purpose.
 #![allow(clippy::result_large_err)]
 
-pub use s3rf_core::{events, job, migration, names, outcome, pause, plan};
+pub use s3rf_core::{aimd, events, job, migration, names, outcome, pause, plan, rate, schedule};
 
 pub mod agent;
 pub mod batch;
@@ -21,6 +21,8 @@ pub mod embedded;
 pub mod executor;
 pub mod failure;
 pub mod filter;
+pub mod fleet;
+pub mod gate;
 pub mod health;
 pub mod jetstream;
 pub mod ledger;
@@ -32,6 +34,7 @@ pub mod ops;
 pub mod ordering;
 pub mod pausing;
 pub mod resume;
+pub mod scheduler;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

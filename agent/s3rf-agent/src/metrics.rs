@@ -29,6 +29,13 @@ pub const PAUSES: &str = "s3rf_pauses";
 /// Parked jobs moved back to the queue after a pause ended.
 pub const UNPARKED: &str = "s3rf_unparked_jobs_total";
 
+/// Requests in flight an endpoint's adaptive gate allows, by `endpoint`.
+pub const ENDPOINT_CONCURRENCY: &str = "s3rf_endpoint_concurrency_limit";
+/// Requests per second the adaptive gate paces an endpoint to (0: unpaced).
+pub const ENDPOINT_RATE: &str = "s3rf_endpoint_rate_limit";
+/// 503 (SlowDown) and 429 answers, by `endpoint`.
+pub const ENDPOINT_THROTTLED: &str = "s3rf_endpoint_throttled_total";
+
 /// Installs the global recorder (once per process) and returns its handle.
 pub fn install() -> Option<PrometheusHandle> {
     PrometheusBuilder::new()
@@ -96,6 +103,17 @@ pub fn pauses(p: &crate::pause::Pauses) {
     gauge!(PAUSES, "scope" => "migration").set(migrations);
 }
 
+/// An endpoint's adaptive levels changed.
+pub fn endpoint_levels(endpoint: &str, limit: u32, rate: Option<f64>) {
+    gauge!(ENDPOINT_CONCURRENCY, "endpoint" => endpoint.to_owned()).set(f64::from(limit));
+    gauge!(ENDPOINT_RATE, "endpoint" => endpoint.to_owned()).set(rate.unwrap_or(0.0));
+}
+
+/// An endpoint answered 503 or 429.
+pub fn endpoint_throttled(endpoint: &str) {
+    counter!(ENDPOINT_THROTTLED, "endpoint" => endpoint.to_owned()).increment(1);
+}
+
 /// A parked job went back to the queue.
 pub fn unparked() {
     counter!(UNPARKED).increment(1);
@@ -113,6 +131,9 @@ mod tests {
             JOBS,
             PAUSES,
             UNPARKED,
+            ENDPOINT_CONCURRENCY,
+            ENDPOINT_RATE,
+            ENDPOINT_THROTTLED,
             COPIED_BYTES,
             COPIES_IN_FLIGHT,
             COPY_DURATION,
@@ -124,7 +145,7 @@ mod tests {
         let dashboard = include_str!("../../../systemd/monitoring/s3rf-dashboard.json");
         let alerts = include_str!("../../../systemd/monitoring/s3rf-alerts.yml");
         let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
-        assert_eq!(json["panels"].as_array().map(Vec::len), Some(10));
+        assert_eq!(json["panels"].as_array().map(Vec::len), Some(11));
         let mut seen = 0;
         for text in [dashboard, alerts] {
             let mut rest = text;

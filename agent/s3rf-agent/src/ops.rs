@@ -341,6 +341,58 @@ impl Operator {
         Ok((since, parked))
     }
 
+    /// Sets migration `id`'s fleet-wide rate (an empty one removes it);
+    /// returns how many agents are live to share it.
+    pub async fn set_rate(&self, id: &str, rate: &s3rf_wire::Rate) -> Result<usize, OpsError> {
+        check_scope(&PauseScope::Migration(id.to_owned()))?;
+        crate::rate::validate(rate).map_err(|e| OpsError::Invalid(e.to_string()))?;
+        if self.ledger.spec(id).await?.is_none() {
+            return Err(OpsError::NoMigration(id.to_owned()));
+        }
+        let fleet = self.fleet().await?;
+        fleet.set_rate(id, rate).await?;
+        Ok(fleet.live_agents().await?)
+    }
+
+    /// Migration `id`'s fleet-wide rate, if it has one.
+    pub async fn rate(&self, id: &str) -> Result<Option<s3rf_wire::Rate>, OpsError> {
+        Ok(self.fleet().await?.rate(id).await?)
+    }
+
+    /// Migration `id`'s schedule, if it has one.
+    pub async fn schedule(&self, id: &str) -> Result<Option<crate::schedule::Schedule>, OpsError> {
+        Ok(self.scheduler().await?.get(id).await?.map(|(s, _)| s))
+    }
+
+    /// Changes the interval of `id`'s schedule.
+    pub async fn set_every(&self, id: &str, every: &str) -> Result<(), OpsError> {
+        let ms =
+            crate::schedule::parse_every(every).map_err(|e| OpsError::Invalid(e.to_string()))?;
+        if self.scheduler().await?.set_every(id, ms).await? {
+            Ok(())
+        } else {
+            Err(OpsError::Invalid(format!(
+                "migration {id} has no schedule; start one with `s3rf-agent migrate --every …`"
+            )))
+        }
+    }
+
+    /// Ends `id`'s schedule; `false` if it had none.
+    pub async fn stop_schedule(&self, id: &str) -> Result<bool, OpsError> {
+        Ok(self.scheduler().await?.stop(id).await?)
+    }
+
+    async fn scheduler(&self) -> Result<crate::scheduler::Scheduler, OpsError> {
+        Ok(
+            crate::scheduler::Scheduler::open(&self.js, &self.names, self.config.nats.replicas)
+                .await?,
+        )
+    }
+
+    async fn fleet(&self) -> Result<crate::fleet::Fleet, OpsError> {
+        Ok(crate::fleet::Fleet::open(&self.js, &self.names, self.config.nats.replicas).await?)
+    }
+
     /// The pauses in force.
     pub async fn pauses(&self) -> Result<Pauses, OpsError> {
         Ok(self.pause_store().await?.load().await?)

@@ -167,5 +167,29 @@ async fn build_client(cfg: &EndpointConfig) -> Result<aws_sdk_s3::Client, StoreE
     if let Some(url) = &cfg.url {
         builder = builder.endpoint_url(url);
     }
+    if let Some(gate) = crate::gate::Gate::new(&cfg.name, cfg.gate) {
+        let inner = sdk.http_client().unwrap_or_else(default_https_client);
+        builder = builder.http_client(gate.wrap(inner));
+    }
     Ok(aws_sdk_s3::Client::from_conf(builder.build()))
+}
+
+/// The HTTP client the SDK would pick itself (hyper 1.x, rustls with
+/// aws-lc, proxies from `HTTPS_PROXY`/`NO_PROXY`), built here so that the
+/// endpoint's gate can wrap it; as in `aws-smithy-runtime`'s
+/// `client::http::default_https_client`, which is not public.
+fn default_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            conn.set_sleep_impl(components.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
 }

@@ -4,10 +4,12 @@
 //! ([`plan`]), what a job did and what that means for its message
 //! ([`outcome`]), migration accounting ([`migration`]), S3 event parsing
 //! ([`events`]), every NATS name ([`names`]) and the filter ABI codec
-//! ([`filter_abi`]), and what a pause holds ([`pause`]). `s3rf-agent`
-//! does the IO and re-exports these under
-//! the same paths (`s3rf_agent::plan`, …).
+//! ([`filter_abi`]), what a pause holds ([`pause`]), adaptive pacing
+//! ([`aimd`]), fleet rate shares ([`rate`]) and scheduled re-runs
+//! ([`schedule`]). `s3rf-agent` does the IO and re-exports these under the
+//! same paths (`s3rf_agent::plan`, …).
 
+pub mod aimd;
 pub mod events;
 pub mod filter_abi;
 pub mod job;
@@ -16,4 +18,6 @@ pub mod names;
 pub mod outcome;
 pub mod pause;
 pub mod plan;
+pub mod rate;
+pub mod schedule;
 pub mod settings;

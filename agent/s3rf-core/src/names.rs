@@ -159,6 +159,21 @@ impl Names {
         format!("{}-pauses", self.prefix)
     }
 
+    /// The KV bucket of agent heartbeats: `s3rf-agents`.
+    pub fn agents_kv(&self) -> String {
+        format!("{}-agents", self.prefix)
+    }
+
+    /// The KV bucket of migration schedules: `s3rf-schedules`.
+    pub fn schedules_kv(&self) -> String {
+        format!("{}-schedules", self.prefix)
+    }
+
+    /// The KV bucket of migrations' fleet-wide rates: `s3rf-rates`.
+    pub fn rates_kv(&self) -> String {
+        format!("{}-rates", self.prefix)
+    }
+
     /// The WorkQueue stream holding jobs a pause parked: `S3RF_PARKED`.
     pub fn parked_stream(&self) -> String {
         format!("{}_PARKED", self.prefix.to_uppercase())

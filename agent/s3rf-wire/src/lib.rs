@@ -151,6 +151,26 @@ pub struct MigrateJob {
     /// Count what would happen; change nothing.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dry_run: bool,
+    /// How fast the whole fleet may work on this migration; `s3rf-agent
+    /// migrate-rate` changes it while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// Re-run incrementally on this interval (`1h`, `30m`, `1d`): run n is
+    /// the same spec under id `<id>-<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+}
+
+/// A fleet-wide rate: all agents together, each taking its share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Bytes read from the source per second (at least 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<u64>,
+    /// Object jobs started per second (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_per_sec: Option<u32>,
 }
 
 /// What a migration's bucket and listing jobs carry along, so that every job

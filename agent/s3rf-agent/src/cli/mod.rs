@@ -68,6 +68,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change a running migration's fleet-wide rate; without limits, remove
+    /// it. Every agent applies it within seconds.
+    MigrateRate(MigrateRateArgs),
+    /// Show a migration's schedule: last and next run; change it (--every)
+    /// or end it (--stop).
+    Schedule(ScheduleArgs),
     /// Pause a migration (ID), event sync (--sync) or all work (--all): jobs
     /// in flight finish, no new ones start, every agent within seconds.
     Pause(PauseTarget),
@@ -197,6 +203,50 @@ pub struct MigrateArgs {
     /// Show progress until the migration completes; exit 2 if anything was dead-lettered.
     #[arg(long)]
     pub wait: bool,
+    /// Fleet-wide: source bytes all agents together read per second for
+    /// this migration (e.g. 100MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub bytes_per_sec: Option<u64>,
+    /// Fleet-wide: object jobs all agents together start per second for
+    /// this migration.
+    #[arg(long)]
+    pub objects_per_sec: Option<u32>,
+    /// Re-run incrementally on this interval (30m, 1h, 1d); run n gets the
+    /// id ID-n. With --wait, waits for the first run.
+    #[arg(long)]
+    pub every: Option<String>,
+}
+
+/// Options of `schedule`.
+#[derive(Debug, clap::Args)]
+pub struct ScheduleArgs {
+    /// The scheduled migration's id (its first run's).
+    pub id: String,
+    /// A new interval (30m, 1h, 1d).
+    #[arg(long, conflicts_with = "stop")]
+    pub every: Option<String>,
+    /// End the schedule; runs already started go on.
+    #[arg(long)]
+    pub stop: bool,
+}
+
+/// Options of `migrate-rate`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateRateArgs {
+    /// Migration id.
+    pub id: String,
+    /// Source bytes per second for the whole fleet (e.g. 100MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub bytes_per_sec: Option<u64>,
+    /// Object jobs per second for the whole fleet.
+    #[arg(long)]
+    pub objects_per_sec: Option<u32>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{s:?}: {e} (write e.g. 100MiB)"))
 }
 
 fn parse_mapping(s: &str) -> Result<(String, String), String> {

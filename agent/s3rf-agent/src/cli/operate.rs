@@ -145,6 +145,18 @@ impl PauseView {
     }
 }
 
+/// `every 1h; run 3 (m1-3) started T; next at T'`.
+fn schedule_line(s: &crate::schedule::Schedule) -> String {
+    format!(
+        "every {}; run {} ({}) started {}; next at {} (once it is complete)",
+        humantime::format_duration(Duration::from_millis(s.every_ms)),
+        s.runs,
+        s.last_run(),
+        fmt_ms(s.last_started_ms),
+        fmt_ms(s.next_ms())
+    )
+}
+
 fn fmt_ms(ms: u64) -> String {
     if ms == 0 {
         return "-".to_owned();
@@ -206,6 +218,13 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
                 bucket_map: a.bucket_map.into_iter().collect(),
                 delete_extraneous: a.delete_extraneous,
                 dry_run: a.dry_run,
+                every: a.every,
+                rate: (a.bytes_per_sec.is_some() || a.objects_per_sec.is_some()).then_some(
+                    s3rf_wire::Rate {
+                        bytes_per_sec: a.bytes_per_sec,
+                        objects_per_sec: a.objects_per_sec,
+                    },
+                ),
             };
             let id = op.migrate(spec).await?;
             println!("{id}");
@@ -238,12 +257,26 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
         Command::Status { id: Some(id), json } => {
             let (spec, t) = op.status(&id).await?;
             let paused = PauseView::read(&op).await?;
+            let rate = op.rate(&id).await?;
+            let schedule = op.schedule(&id).await?;
             if json {
+                let sched = schedule.as_ref().map(|s| {
+                    serde_json::json!({
+                    "every_ms": s.every_ms, "runs": s.runs, "last_run": s.last_run(),
+                    "last_started": fmt_ms(s.last_started_ms), "next": fmt_ms(s.next_ms())})
+                });
                 let v = serde_json::json!({"id": id, "state": paused.state(&id, &t),
-                    "paused": paused.json(&id), "spec": spec, "tally": t});
+                    "paused": paused.json(&id), "rate_limit": rate, "schedule": sched,
+                    "spec": spec, "tally": t});
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("{}", detail(&id, &spec, &t, &paused));
+                if let Some(r) = rate {
+                    println!("  limit:     {} for the fleet", crate::rate::describe(&r));
+                }
+                if let Some(s) = schedule {
+                    println!("  schedule:  {}", schedule_line(&s));
+                }
             }
             ExitCode::SUCCESS
         }
@@ -291,6 +324,47 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
                         counts_line(&t)
                     );
                 }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Schedule(a) => {
+            if a.stop {
+                if op.stop_schedule(&a.id).await? {
+                    println!(
+                        "migration {}: schedule ended; runs already started go on",
+                        a.id
+                    );
+                } else {
+                    println!("migration {} has no schedule", a.id);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(every) = &a.every {
+                op.set_every(&a.id, every).await?;
+            }
+            match op.schedule(&a.id).await? {
+                Some(s) => println!("migration {}: {}", a.id, schedule_line(&s)),
+                None => println!("migration {} has no schedule", a.id),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::MigrateRate(a) => {
+            let rate = s3rf_wire::Rate {
+                bytes_per_sec: a.bytes_per_sec,
+                objects_per_sec: a.objects_per_sec,
+            };
+            let agents = op.set_rate(&a.id, &rate).await?;
+            if rate == s3rf_wire::Rate::default() {
+                println!(
+                    "migration {}: no rate limit; agents apply it within seconds",
+                    a.id
+                );
+            } else {
+                println!(
+                    "migration {}: {} for the fleet, shared by {agents} live agent(s); they apply it within seconds",
+                    a.id,
+                    crate::rate::describe(&rate)
+                );
             }
             ExitCode::SUCCESS
         }

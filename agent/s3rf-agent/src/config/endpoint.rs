@@ -1,6 +1,6 @@
 //! `[endpoints.<name>]`: one S3 endpoint: URL, region, credentials (named
 //! environment variables, never the keys), addressing, signing, checksums
-//! and verification.
+//! and verification, rate limits and adaptive pacing.
 
 use super::*;
 
@@ -46,6 +46,22 @@ pub struct RawEndpoint {
     /// `s3` or `s3-express` (directory buckets); also detected from `--x-s3` bucket names.
     #[serde(default)]
     pub kind: EndpointKind,
+    /// Requests per second this agent sends to the endpoint, reads and
+    /// writes; unlimited when absent.
+    #[serde(default)]
+    pub max_requests_per_sec: Option<u32>,
+    /// Bytes per second this agent sends to and receives from the endpoint
+    /// (a size such as `50MiB`); unlimited when absent.
+    #[serde(default)]
+    pub max_bytes_per_sec: Option<ByteSize>,
+    /// Fewer requests in flight and a slower pace when the endpoint answers
+    /// SlowDown (503) or 429, recovering slowly.
+    #[serde(default = "default_adaptive")]
+    pub adaptive: bool,
+}
+
+const fn default_adaptive() -> bool {
+    true
 }
 
 /// What kind of store an endpoint is.
@@ -113,6 +129,8 @@ pub struct EndpointConfig {
     pub request_timeout: Duration,
     /// Store kind.
     pub kind: EndpointKind,
+    /// Rate limits and adaptive pacing of every request (`gate.rs`).
+    pub gate: crate::gate::GateConfig,
 }
 
 pub(super) fn validate_endpoint(
@@ -168,6 +186,19 @@ pub(super) fn validate_endpoint(
     if raw.request_timeout_secs == 0 {
         return Err(invalid(key("request_timeout_secs"), "must be at least 1"));
     }
+    if raw.max_requests_per_sec == Some(0) {
+        return Err(invalid(
+            key("max_requests_per_sec"),
+            "must be at least 1; leave it out for no limit",
+        ));
+    }
+    let max_bytes_per_sec = raw.max_bytes_per_sec.map(|b| b.as_u64());
+    if max_bytes_per_sec.is_some_and(|b| b < 1024) {
+        return Err(invalid(
+            key("max_bytes_per_sec"),
+            "must be at least 1KiB; leave it out for no limit",
+        ));
+    }
     Ok(EndpointConfig {
         name: name.to_owned(),
         url: raw.url.map(|u| u.trim_end_matches('/').to_owned()),
@@ -179,5 +210,10 @@ pub(super) fn validate_endpoint(
         verify: raw.verify,
         request_timeout: Duration::from_secs(raw.request_timeout_secs),
         kind: raw.kind,
+        gate: crate::gate::GateConfig {
+            max_requests_per_sec: raw.max_requests_per_sec,
+            max_bytes_per_sec,
+            adaptive: raw.adaptive,
+        },
     })
 }

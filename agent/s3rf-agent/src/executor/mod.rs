@@ -39,7 +39,7 @@ pub use crate::outcome::Outcome;
 pub use buckets::{Listed, Page};
 pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
-pub use throttle::Throttle;
+pub use throttle::{RateBook, Throttle};
 
 use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
@@ -124,6 +124,8 @@ pub struct Executor {
     uploads: Option<Uploads>,
     /// `[limits]`, shared by every copy of the agent.
     throttle: Arc<Throttle>,
+    /// This agent's share of each migration's fleet rate.
+    rates: RateBook,
 }
 
 fn strip_quotes(etag: &str) -> String {
@@ -202,6 +204,21 @@ impl Executor {
             filters: Filters::default(),
             uploads: None,
             throttle: Arc::new(Throttle::default()),
+            rates: RateBook::default(),
+        }
+    }
+
+    /// The per-migration buckets `fleet.rs` keeps current.
+    pub fn rates(&self) -> &RateBook {
+        &self.rates
+    }
+
+    /// Waits until `n` more bytes of `job`'s source may be read: the
+    /// agent's limit, then its share of the job's migration's rate.
+    async fn charge_bytes(&self, job: &CopyJob, n: u64) {
+        self.throttle.bytes(n).await;
+        if let Some(t) = job.origin.migration().and_then(|m| self.rates.get(m)) {
+            t.bytes(n).await;
         }
     }
 
@@ -248,8 +265,18 @@ impl Executor {
         job: ObjectJob<'_>,
         cancel: &CancellationToken,
     ) -> Result<Outcome, ExecError> {
+        let migration = match job {
+            ObjectJob::Copy(c) => c.origin.migration(),
+            ObjectJob::Delete(d) => d.origin.migration(),
+        };
+        let share = migration.and_then(|m| self.rates.get(m));
         tokio::select! {
-            () = self.throttle.object() => {}
+            () = async {
+                self.throttle.object().await;
+                if let Some(t) = &share {
+                    t.object().await;
+                }
+            } => {}
             () = cancel.cancelled() => return Err(ExecError::Cancelled),
         }
         match job {

@@ -120,7 +120,7 @@ impl Executor {
         job: &CopyJob,
         listed_size: u64,
     ) -> Result<(Source, Option<Prefetched>), ExecError> {
-        self.throttle.bytes(listed_size).await;
+        self.charge_bytes(job, listed_size).await;
         let body = plan::plan_body(listed_size, self.pipeable(&job.dst), self.copy.read_ahead);
         let window = match body {
             Body::Piped { window } => window,
@@ -298,7 +298,7 @@ impl Executor {
         job: &CopyJob,
         src: &Source,
     ) -> Result<ByteStream, ExecError> {
-        self.throttle.bytes(src.facts.size).await;
+        self.charge_bytes(job, src.facts.size).await;
         let out = self
             .source_get(job, src)?
             .checksum_mode(ChecksumMode::Enabled)
@@ -329,7 +329,7 @@ impl Executor {
                 src.facts.size
             }
         };
-        self.throttle.bytes(expected).await;
+        self.charge_bytes(job, expected).await;
         let mut out = req.send().await.map_err(|e| classify("GetObject", &t, e))?;
         read_body(&mut out.body, expected, &t).await
     }

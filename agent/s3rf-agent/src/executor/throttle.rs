@@ -1,23 +1,26 @@
-//! `[limits]`: token buckets (`governor`) for object jobs started and
-//! source bytes read per second by this agent. Each bucket holds one
-//! second's worth, so over a window of `t` seconds at most `t + 1`
-//! seconds' worth gets through.
+//! `[limits]` and migration rates: token buckets (`governor`) for object
+//! jobs started and source bytes read per second, by this agent (`[limits]`)
+//! and by this agent for one migration (its share of the migration's fleet
+//! rate, kept in a [`RateBook`] by `fleet.rs`). Each bucket holds one
+//! second's worth, so over a window of `t` seconds at most `t + 1` seconds'
+//! worth gets through.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
-
-/// Bytes per token of the byte bucket.
-const BYTE_UNIT: u64 = 1024;
+use crate::gate::ByteBucket;
+use crate::rate::Share;
 
 /// The agent's rate limits; both unlimited by default.
 #[derive(Debug, Default)]
 pub struct Throttle {
     objects: Option<DefaultDirectRateLimiter>,
-    /// The byte bucket (KiB tokens) and how many tokens it holds.
-    bytes: Option<(DefaultDirectRateLimiter, NonZeroU32)>,
+    bytes: Option<ByteBucket>,
 }
 
 impl Throttle {
@@ -27,11 +30,18 @@ impl Throttle {
             .objects_per_sec
             .and_then(NonZeroU32::new)
             .map(|n| RateLimiter::direct(Quota::per_second(n)));
-        let bytes = cfg.bytes_per_sec.and_then(|b| {
-            let per_sec = u32::try_from(b / BYTE_UNIT).unwrap_or(u32::MAX);
-            let n = NonZeroU32::new(per_sec)?;
-            Some((RateLimiter::direct(Quota::per_second(n)), n))
+        let bytes = cfg.bytes_per_sec.and_then(ByteBucket::new);
+        Self { objects, bytes }
+    }
+
+    /// The buckets of one share of a fleet rate (fractional rates).
+    pub fn share(share: &Share) -> Self {
+        let objects = share.objects_per_sec.and_then(|o| {
+            let burst = NonZeroU32::new((o.floor() as u32).max(1))?;
+            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / o))?.allow_burst(burst);
+            Some(RateLimiter::direct(quota))
         });
+        let bytes = share.bytes_per_sec.and_then(ByteBucket::with_rate);
         Self { objects, bytes }
     }
 
@@ -44,18 +54,39 @@ impl Throttle {
 
     /// Waits until `n` more bytes may be read, a bucketful at a time.
     pub async fn bytes(&self, n: u64) {
-        let Some((l, capacity)) = &self.bytes else {
+        if let Some(b) = &self.bytes {
+            b.take(n).await;
+        }
+    }
+}
+
+/// This agent's buckets per migration, replaced by `fleet.rs` whenever a
+/// rate or the number of live agents changes.
+#[derive(Debug, Clone, Default)]
+pub struct RateBook(Arc<RwLock<Shares>>);
+
+/// Each migration's share and the buckets made for it.
+type Shares = HashMap<String, (Share, Arc<Throttle>)>;
+
+impl RateBook {
+    /// The buckets of migration `id`, if it has a rate.
+    pub fn get(&self, id: &str) -> Option<Arc<Throttle>> {
+        let book = self.0.read().ok()?;
+        book.get(id).map(|(_, t)| t.clone())
+    }
+
+    /// Sets every migration's share; a bucket whose share is unchanged is
+    /// kept (with what it holds), a migration left out loses its bucket.
+    pub fn set(&self, shares: HashMap<String, Share>) {
+        let Ok(mut book) = self.0.write() else {
             return;
         };
-        let mut units = n.div_ceil(BYTE_UNIT);
-        while units > 0 {
-            let take = units.min(u64::from(capacity.get()));
-            let Some(take_nz) = u32::try_from(take).ok().and_then(NonZeroU32::new) else {
-                return;
-            };
-            // `take` never exceeds the bucket, so this cannot fail.
-            let _ = l.until_n_ready(take_nz).await;
-            units -= take;
+        book.retain(|id, _| shares.contains_key(id));
+        for (id, share) in shares {
+            if book.get(&id).is_some_and(|(s, _)| *s == share) {
+                continue;
+            }
+            book.insert(id, (share, Arc::new(Throttle::share(&share))));
         }
     }
 }

@@ -16,4 +16,5 @@ mod limits;
 mod migrate;
 mod pause;
 mod s3;
+mod schedule;
 mod sync;

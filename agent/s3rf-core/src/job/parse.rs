@@ -90,6 +90,18 @@ impl Job {
                         check.bucket(b, "buckets")?;
                     }
                 }
+                if let Some(every) = &w.every {
+                    crate::schedule::parse_every(every)
+                        .map_err(|e| check.invalid("every", e.to_string()))?;
+                    if let Some(id) = &w.id {
+                        crate::schedule::check_base(id)
+                            .map_err(|e| check.invalid("id", e.to_string()))?;
+                    }
+                }
+                if let Some(rate) = &w.rate {
+                    crate::rate::validate(rate)
+                        .map_err(|e| check.invalid("rate", e.to_string()))?;
+                }
                 Ok(Job::Control(ControlJob::Migrate(MigrateJob { spec: w })))
             }
             JobKind::Bucket => {

@@ -148,6 +148,30 @@ struct State {
     injected: BTreeMap<Op, u64>,
     /// Faults injected, by kind (`Fault`'s variant name).
     kinds: BTreeMap<&'static str, u64>,
+    /// A store's request-rate ceiling: SlowDown above it.
+    slow_down: Option<SlowDown>,
+}
+
+/// Answers 503 SlowDown to the requests beyond `per_sec` in each second,
+/// as S3 does above a prefix's request rate.
+#[derive(Debug)]
+struct SlowDown {
+    per_sec: u32,
+    origin: std::time::Instant,
+    second: u64,
+    count: u32,
+}
+
+impl SlowDown {
+    fn over(&mut self) -> bool {
+        let second = self.origin.elapsed().as_secs();
+        if second != self.second {
+            self.second = second;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count > self.per_sec
+    }
 }
 
 /// Random faults on any request no rule claimed: `per_mille` of them, the
@@ -288,6 +312,22 @@ impl FaultProxy {
         });
     }
 
+    /// Answers 503 SlowDown to every request beyond `per_sec` in each
+    /// second (before any rule); `None` lifts the ceiling.
+    pub fn slow_down_above(&self, per_sec: Option<u32>) {
+        self.state.lock().unwrap().slow_down = per_sec.map(|per_sec| SlowDown {
+            per_sec,
+            origin: std::time::Instant::now(),
+            second: 0,
+            count: 0,
+        });
+    }
+
+    /// Every request that passed through, of any operation.
+    pub fn seen_total(&self) -> u64 {
+        self.state.lock().unwrap().seen.values().sum()
+    }
+
     /// Every fault injected so far.
     pub fn injected_total(&self) -> u64 {
         self.state.lock().unwrap().injected.values().sum()
@@ -417,8 +457,18 @@ pub fn classify(method: &hyper::Method, path: &str, query: &str, copy_source: bo
 fn pick(state: &Mutex<State>, op: Op, ranged: bool, path: &str) -> Option<Fault> {
     let mut s = state.lock().unwrap();
     *s.seen.entry(op).or_default() += 1;
-    let mut fault = None;
+    let mut fault = s
+        .slow_down
+        .as_mut()
+        .is_some_and(SlowDown::over)
+        .then_some(Fault::Error {
+            status: 503,
+            code: "SlowDown",
+        });
     for (rule, matched) in &mut s.rules {
+        if fault.is_some() {
+            break;
+        }
         if rule.op != op
             || rule.ranged.is_some_and(|r| r != ranged)
             || rule
