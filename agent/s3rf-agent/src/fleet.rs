@@ -160,9 +160,14 @@ impl Fleet {
                     match self.live_agents().await {
                         Ok(n) if n != agents => {
                             info!(agents = n, "live agents counted");
+                            crate::metrics::live_agents(n);
                             agents = n;
                         }
-                        _ => continue,
+                        Ok(n) => {
+                            crate::metrics::live_agents(n);
+                            continue;
+                        }
+                        Err(_) => continue,
                     }
                 }
                 entry = async {
@@ -205,6 +210,9 @@ impl Fleet {
                 .iter()
                 .map(|(id, r)| (id.clone(), share(r, agents)))
                 .collect();
+            for (id, s) in &shares {
+                crate::metrics::rate_share(id, s);
+            }
             book.set(shares);
         }
     }

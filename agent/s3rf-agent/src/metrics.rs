@@ -36,6 +36,14 @@ pub const ENDPOINT_RATE: &str = "s3rf_endpoint_rate_limit";
 /// 503 (SlowDown) and 429 answers, by `endpoint`.
 pub const ENDPOINT_THROTTLED: &str = "s3rf_endpoint_throttled_total";
 
+/// Agents with a fresh heartbeat, as this agent last counted them.
+pub const LIVE_AGENTS: &str = "s3rf_live_agents";
+/// This agent's share of a migration's fleet rate, by `migration` and
+/// `unit` (`objects`, `bytes` per second).
+pub const RATE_SHARE: &str = "s3rf_migration_rate_share";
+/// Scheduled runs this agent started, by `migration` (the schedule's id).
+pub const SCHEDULED_RUNS: &str = "s3rf_scheduled_runs_total";
+
 /// Installs the global recorder (once per process) and returns its handle.
 pub fn install() -> Option<PrometheusHandle> {
     PrometheusBuilder::new()
@@ -114,6 +122,24 @@ pub fn endpoint_throttled(endpoint: &str) {
     counter!(ENDPOINT_THROTTLED, "endpoint" => endpoint.to_owned()).increment(1);
 }
 
+/// This agent counted `n` live agents.
+pub fn live_agents(n: usize) {
+    gauge!(LIVE_AGENTS).set(n as f64);
+}
+
+/// This agent's share of migration `id`'s rate.
+pub fn rate_share(id: &str, share: &crate::rate::Share) {
+    gauge!(RATE_SHARE, "migration" => id.to_owned(), "unit" => "objects")
+        .set(share.objects_per_sec.unwrap_or(0.0));
+    gauge!(RATE_SHARE, "migration" => id.to_owned(), "unit" => "bytes")
+        .set(share.bytes_per_sec.unwrap_or(0.0));
+}
+
+/// This agent started a scheduled run of `id`.
+pub fn scheduled_run(id: &str) {
+    counter!(SCHEDULED_RUNS, "migration" => id.to_owned()).increment(1);
+}
+
 /// A parked job went back to the queue.
 pub fn unparked() {
     counter!(UNPARKED).increment(1);
@@ -134,6 +160,9 @@ mod tests {
             ENDPOINT_CONCURRENCY,
             ENDPOINT_RATE,
             ENDPOINT_THROTTLED,
+            LIVE_AGENTS,
+            RATE_SHARE,
+            SCHEDULED_RUNS,
             COPIED_BYTES,
             COPIES_IN_FLIGHT,
             COPY_DURATION,
@@ -145,7 +174,7 @@ mod tests {
         let dashboard = include_str!("../../../systemd/monitoring/s3rf-dashboard.json");
         let alerts = include_str!("../../../systemd/monitoring/s3rf-alerts.yml");
         let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
-        assert_eq!(json["panels"].as_array().map(Vec::len), Some(11));
+        assert_eq!(json["panels"].as_array().map(Vec::len), Some(12));
         let mut seen = 0;
         for text in [dashboard, alerts] {
             let mut rest = text;

@@ -193,7 +193,10 @@ impl Scheduler {
                 .map_err(|e| publish_failed(&subject, &e))?;
             let next = serde_json::to_vec(&s.started(n, now)).unwrap_or_default();
             match self.kv.update(&key, next.into(), revision).await {
-                Ok(_) => info!(migration = %s.base(), run = %id, n, "scheduled run started"),
+                Ok(_) => {
+                    crate::metrics::scheduled_run(s.base());
+                    info!(migration = %s.base(), run = %id, n, "scheduled run started");
+                }
                 Err(e) => debug!(migration = %s.base(), error = %e,
                     "another agent moved the schedule on first"),
             }
