@@ -185,7 +185,9 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     for (kind, consumer) in consumers {
         let concurrency = match kind {
             JobKind::Copy | JobKind::Delete | JobKind::Batch => config.copy.concurrency,
-            JobKind::Migrate | JobKind::Bucket | JobKind::List => config.migrate.list_concurrency,
+            JobKind::Migrate | JobKind::Bucket | JobKind::List | JobKind::Verify => {
+                config.migrate.list_concurrency
+            }
         };
         loops.push(tokio::spawn(pull_loop(
             shared.clone(),

@@ -102,6 +102,10 @@ pub(crate) async fn handle(
         ControlJob::Migrate(m) => control.migrate(m, &default_id(delivery)).await,
         ControlJob::Bucket(b) => control.bucket(b).await,
         ControlJob::List(l) => control.list(l).await,
+        // The worker hands verification jobs to `verifying.rs`.
+        ControlJob::Verify(_) => Err(ControlError::Spec(
+            "a verification job reached the migration handler; this is a bug of s3rf".to_owned(),
+        )),
     }
     .map(|()| None)
 }

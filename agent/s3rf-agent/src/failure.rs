@@ -1,5 +1,5 @@
 //! A job handler's failure, whichever layer it came from (executor,
-//! control, ledger, batch), with the disposition that decides its ack.
+//! control, ledger, batch, verification), with the disposition that decides its ack.
 
 use crate::batch::BatchError;
 use crate::control::ControlError;
@@ -17,6 +17,8 @@ pub(crate) enum Failure {
     Ledger(#[from] crate::jetstream::QueueError),
     #[error(transparent)]
     Batch(#[from] BatchError),
+    #[error(transparent)]
+    Verify(#[from] crate::verifying::VerifyError),
 }
 
 impl Failure {
@@ -26,6 +28,7 @@ impl Failure {
             Failure::Control(e) => e.disposition(),
             Failure::Ledger(_) => Disposition::QueueDown,
             Failure::Batch(e) => e.disposition(),
+            Failure::Verify(e) => e.disposition(),
         }
     }
 }

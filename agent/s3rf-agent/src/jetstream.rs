@@ -145,8 +145,8 @@ fn setup_err(what: &'static str, name: &str, e: impl std::fmt::Display) -> Queue
     }
 }
 
-/// Creates or updates the job stream, the dead-letter stream and the
-/// stream of jobs a pause parked.
+/// Creates or updates the job stream, the dead-letter stream, the stream
+/// of jobs a pause parked and the stream of verification results.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     names: &Names,
@@ -195,6 +195,20 @@ pub async fn ensure_streams(
     js.create_or_update_stream(parked)
         .await
         .map_err(|e| setup_err("stream", &names.parked_stream(), e))?;
+    let verify = stream::Config {
+        name: names.verify_stream(),
+        subjects: vec![names.verify_subjects()],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        duplicate_window: Duration::from_secs(120),
+        description: Some("s3rf verification results and differing keys (kept 30 days)".to_owned()),
+        ..Default::default()
+    };
+    js.create_or_update_stream(verify)
+        .await
+        .map_err(|e| setup_err("stream", &names.verify_stream(), e))?;
     Ok(())
 }
 

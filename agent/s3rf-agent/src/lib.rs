@@ -8,7 +8,9 @@
 // Errors are the cold path and carry endpoint/bucket/key context on purpose.
 #![allow(clippy::result_large_err)]
 
-pub use s3rf_core::{aimd, events, job, migration, names, outcome, pause, plan, rate, schedule};
+pub use s3rf_core::{
+    aimd, events, job, migration, names, outcome, pause, plan, rate, schedule, verify,
+};
 
 pub mod agent;
 pub mod batch;
@@ -38,4 +40,5 @@ pub mod scheduler;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod verifying;
 pub mod worker;

@@ -19,7 +19,7 @@ use crate::job::{ControlJob, Job, ObjectJob};
 use crate::names::JobKind;
 use crate::object::object_record;
 use crate::outcome::{Action, Disposition, decide};
-use crate::{batch, control, object};
+use crate::{batch, control, object, verifying};
 
 /// How long one pull waits for jobs before asking again.
 const PULL_EXPIRY: Duration = Duration::from_secs(5);
@@ -150,6 +150,10 @@ async fn handle(
         Job::Control(ControlJob::List(l)) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %l.scope.0.src, bucket = %l.scope.0.bucket, page = l.page,
             migration = %l.scope.0.migration),
+        Job::Control(ControlJob::Verify(v)) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %v.spec.src, dst_endpoint = %v.spec.dst, verification = v.spec.id.as_deref(),
+            bucket = v.spec.page.as_ref().map(|p| p.bucket.as_str()),
+            page = v.spec.page.as_ref().map(|p| p.number)),
         Job::Batch(b) => info_span!("job", job = seq, %kind, delivered,
             endpoint = %b.scope.0.dst, bucket = %b.scope.0.dst_bucket,
             src_endpoint = %b.scope.0.src, src_bucket = %b.scope.0.bucket,
@@ -209,6 +213,9 @@ async fn execute(
         Job::Copy(c) => object::handle(shared, ObjectJob::Copy(c), delivery, slot).await,
         Job::Delete(d) => object::handle(shared, ObjectJob::Delete(d), delivery, slot).await,
         Job::Batch(b) => Ok(batch::handle(shared, b, delivery, slot).await?),
+        Job::Control(ControlJob::Verify(v)) => {
+            Ok(verifying::handle(shared, v, delivery, slot).await?)
+        }
         Job::Control(c) => Ok(control::handle(shared, c, delivery, slot).await?),
     }
 }

@@ -5,8 +5,8 @@
 //! ([`outcome`]), migration accounting ([`migration`]), S3 event parsing
 //! ([`events`]), every NATS name ([`names`]) and the filter ABI codec
 //! ([`filter_abi`]), what a pause holds ([`pause`]), adaptive pacing
-//! ([`aimd`]), fleet rate shares ([`rate`]) and scheduled re-runs
-//! ([`schedule`]). `s3rf-agent` does the IO and re-exports these under the
+//! ([`aimd`]), fleet rate shares ([`rate`]), scheduled re-runs
+//! ([`schedule`]) and verification ([`verify`]). `s3rf-agent` does the IO and re-exports these under the
 //! same paths (`s3rf_agent::plan`, …).
 
 pub mod aimd;
@@ -21,3 +21,4 @@ pub mod plan;
 pub mod rate;
 pub mod schedule;
 pub mod settings;
+pub mod verify;

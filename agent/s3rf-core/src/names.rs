@@ -43,17 +43,20 @@ pub enum JobKind {
     List,
     /// Copy several small objects of one listing.
     Batch,
+    /// Compare one page of a destination with its source.
+    Verify,
 }
 
 impl JobKind {
     /// Every kind, in the order consumers are set up.
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::Copy,
         JobKind::Delete,
         JobKind::Migrate,
         JobKind::Bucket,
         JobKind::List,
         JobKind::Batch,
+        JobKind::Verify,
     ];
 
     /// The subject token after the prefix.
@@ -65,6 +68,7 @@ impl JobKind {
             JobKind::Bucket => "bucket",
             JobKind::List => "list",
             JobKind::Batch => "batch",
+            JobKind::Verify => "verify",
         }
     }
 }
@@ -162,6 +166,33 @@ impl Names {
     /// The KV bucket of agent heartbeats: `s3rf-agents`.
     pub fn agents_kv(&self) -> String {
         format!("{}-agents", self.prefix)
+    }
+
+    /// The Limits stream of verification results and differences:
+    /// `S3RF_VERIFY`.
+    pub fn verify_stream(&self) -> String {
+        format!("{}_VERIFY", self.prefix.to_uppercase())
+    }
+
+    /// Every verification subject: `s3rf.verified.>`.
+    pub fn verify_subjects(&self) -> String {
+        format!("{}.verified.>", self.prefix)
+    }
+
+    /// A verification's result for `entity` (`plan` or a page's hash):
+    /// `s3rf.verified.<id>.r.<entity>`.
+    pub fn verify_result(&self, id: &str, entity: &str) -> String {
+        format!("{}.verified.{id}.r.{entity}", self.prefix)
+    }
+
+    /// Every result of a verification: `s3rf.verified.<id>.r.>`.
+    pub fn verify_results(&self, id: &str) -> String {
+        format!("{}.verified.{id}.r.>", self.prefix)
+    }
+
+    /// A verification's differing keys: `s3rf.verified.<id>.d`.
+    pub fn verify_differences(&self, id: &str) -> String {
+        format!("{}.verified.{id}.d", self.prefix)
     }
 
     /// The KV bucket of migration schedules: `s3rf-schedules`.

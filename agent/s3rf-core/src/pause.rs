@@ -93,6 +93,7 @@ impl Job {
             Job::Batch(b) => return Pausable::Migration(&b.scope.0.migration),
             Job::Control(ControlJob::Bucket(s)) => return Pausable::Migration(&s.0.migration),
             Job::Control(ControlJob::List(l)) => return Pausable::Migration(&l.scope.0.migration),
+            Job::Control(ControlJob::Verify(_)) => return Pausable::Direct,
             Job::Control(ControlJob::Migrate(m)) => {
                 return match &m.spec.id {
                     Some(id) => Pausable::Migration(id),

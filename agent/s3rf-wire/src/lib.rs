@@ -173,6 +173,55 @@ pub struct Rate {
     pub objects_per_sec: Option<u32>,
 }
 
+/// Subject `<prefix>.verify`: compare a destination with its source
+/// (`s3rf-agent verify`). Published without `page`, it plans the buckets
+/// and publishes one with `page` per bucket; each page job publishes the
+/// next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyJob {
+    /// Verification id; generated when absent. Letters, digits, `-` and `_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Source endpoint name.
+    pub src: String,
+    /// Destination endpoint name.
+    pub dst: String,
+    /// Buckets to verify; all buckets of `src` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<String>>,
+    /// Glob patterns of buckets to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_buckets: Vec<String>,
+    /// Only keys starting with this prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Destination bucket names by source bucket name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bucket_map: std::collections::BTreeMap<String, String>,
+    /// Read both objects where checksums are not comparable.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deep: bool,
+    /// The page this job compares (set by s3rf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<VerifyPage>,
+}
+
+/// One page of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPage {
+    /// Source bucket.
+    pub bucket: String,
+    /// Destination bucket.
+    pub dst_bucket: String,
+    /// Page number, from 0.
+    pub number: u64,
+    /// The source key this page starts after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_after: Option<String>,
+}
+
 /// What a migration's bucket and listing jobs carry along, so that every job
 /// is self-contained.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -71,6 +71,10 @@ pub enum Command {
     /// Change a running migration's fleet-wide rate; without limits, remove
     /// it. Every agent applies it within seconds.
     MigrateRate(MigrateRateArgs),
+    /// Compare a destination with its source, like `rclone check`: start
+    /// one (--src, --dst), or show one (ID), list its differences (--list)
+    /// or repair them (--repair). Exits 0 only when everything matches.
+    Verify(VerifyArgs),
     /// Show a migration's schedule: last and next run; change it (--every)
     /// or end it (--stop).
     Schedule(ScheduleArgs),
@@ -215,6 +219,47 @@ pub struct MigrateArgs {
     /// id ID-n. With --wait, waits for the first run.
     #[arg(long)]
     pub every: Option<String>,
+}
+
+/// Options of `verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The verification's id: with --src its id (default: generated), else
+    /// the one to show, list or repair.
+    pub id: Option<String>,
+    /// Source endpoint: start a new verification.
+    #[arg(long, requires = "dst")]
+    pub src: Option<String>,
+    /// Destination endpoint.
+    #[arg(long, requires = "src")]
+    pub dst: Option<String>,
+    /// A bucket to verify (repeat); all buckets of --src when absent.
+    #[arg(long = "bucket")]
+    pub buckets: Vec<String>,
+    /// A glob of buckets to leave out (repeat).
+    #[arg(long = "exclude-bucket")]
+    pub exclude_buckets: Vec<String>,
+    /// A bucket's name at the destination: SRC=DST (repeat).
+    #[arg(long = "map", value_parser = parse_mapping)]
+    pub bucket_map: Vec<(String, String)>,
+    /// Only keys under this prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Read both objects where checksums cannot be compared.
+    #[arg(long)]
+    pub deep: bool,
+    /// Wait until it is complete, then print the summary.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the differing keys.
+    #[arg(long, conflicts_with = "repair")]
+    pub list: bool,
+    /// Publish copy and delete jobs for the differing keys.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `schedule`.

@@ -145,6 +145,130 @@ impl PauseView {
     }
 }
 
+/// `verify`: start, show, list or repair a verification.
+async fn verify(op: &Operator, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let id = match (&a.src, &a.dst) {
+        (Some(src), Some(dst)) => {
+            let spec = s3rf_wire::VerifyJob {
+                id: a.id.clone(),
+                src: src.clone(),
+                dst: dst.clone(),
+                buckets: (!a.buckets.is_empty()).then(|| a.buckets.clone()),
+                exclude_buckets: a.exclude_buckets.clone(),
+                prefix: a.prefix.clone(),
+                bucket_map: a.bucket_map.iter().cloned().collect(),
+                deep: a.deep,
+                page: None,
+            };
+            let id = op.verify(spec).await?;
+            println!("{id}");
+            if !a.wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            id
+        }
+        _ => a.id.clone().ok_or_else(|| {
+            anyhow::anyhow!("name a verification (verify ID) or start one (verify --src A --dst B)")
+        })?,
+    };
+    if a.list {
+        let diffs = op.verify_differences(&id).await?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&diffs)?);
+        } else {
+            for d in &diffs {
+                let kind = match d.kind {
+                    crate::verify::Kind::Missing => "missing",
+                    crate::verify::Kind::Different => "different",
+                    crate::verify::Kind::Extra => "extra",
+                };
+                let why = d
+                    .why
+                    .as_deref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default();
+                println!(
+                    "{kind:9}  {}/{} -> {}/{}{why}",
+                    d.bucket, d.key, d.dst_bucket, d.key
+                );
+            }
+        }
+        return Ok(if diffs.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if a.repair {
+        let (copies, deletes) = op.repair(&id).await?;
+        println!(
+            "verification {id}: published {copies} copy and {deletes} delete jobs; verify again once they are done"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(24 * 3600);
+    let s = loop {
+        let s = op.verify_summary(&id).await?;
+        if s.endpoints.is_none() && !a.wait {
+            anyhow::bail!(
+                "no verification {id}; start one with `s3rf-agent verify --src … --dst …`"
+            );
+        }
+        if s.complete() || !a.wait || std::time::Instant::now() > deadline {
+            break s;
+        }
+        let dead = op.dead_letters(Some(&id)).await?.len();
+        if dead > 0 {
+            eprintln!(
+                "error: {dead} job(s) of verification {id} dead-lettered; see `s3rf-agent dlq list --migration {id}`"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let c = s.counts;
+    if a.json {
+        let v = serde_json::json!({"id": id, "complete": s.complete(), "counts": c,
+            "pages": s.pages_done(), "buckets": s.buckets});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let state = if s.complete() { "complete" } else { "running" };
+        println!("verification {id}: {state}");
+        println!(
+            "  matching:   {} ({} by size only: checksums not comparable; --deep reads them)",
+            c.matching + c.size_only,
+            c.size_only
+        );
+        println!(
+            "  missing:    {} (at the source, not at the destination)",
+            c.missing
+        );
+        println!("  different:  {}", c.different);
+        println!("  extra:      {} (at the destination only)", c.extra);
+        if c.read > 0 {
+            println!("  read:       {} objects on both sides", c.read);
+        }
+        println!(
+            "  pages:      {} in {} bucket(s)",
+            s.pages_done(),
+            s.buckets.as_ref().map_or(0, Vec::len)
+        );
+        if s.complete() && c.differences() == 0 {
+            println!("verification {id}: everything matches");
+        } else if s.complete() {
+            println!(
+                "verification {id}: {} differences; `s3rf-agent verify {id} --list` shows them, `--repair` fixes them",
+                c.differences()
+            );
+        }
+    }
+    Ok(if s.complete() && c.differences() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// `every 1h; run 3 (m1-3) started T; next at T'`.
 fn schedule_line(s: &crate::schedule::Schedule) -> String {
     format!(
@@ -327,6 +451,7 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
             }
             ExitCode::SUCCESS
         }
+        Command::Verify(a) => verify(&op, a).await?,
         Command::Schedule(a) => {
             if a.stop {
                 if op.stop_schedule(&a.id).await? {

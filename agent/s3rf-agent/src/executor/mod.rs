@@ -18,6 +18,7 @@ mod read_ahead;
 mod source;
 mod throttle;
 mod uploads;
+mod verify;
 
 use crate::outcome::Disposition;
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ pub use buckets::{Listed, Page};
 pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
 pub use throttle::{RateBook, Throttle};
+pub use verify::KeyPage;
 
 use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};

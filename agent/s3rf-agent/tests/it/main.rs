@@ -18,3 +18,4 @@ mod pause;
 mod s3;
 mod schedule;
 mod sync;
+mod verify;

@@ -214,6 +214,14 @@ pub struct MigrateJob {
     pub spec: s3rf_wire::MigrateJob,
 }
 
+/// A validated verification job (`s3rf-agent verify`): endpoints exist,
+/// id and bucket names are valid; a page job names its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyJob {
+    /// The wire form, checked.
+    pub spec: s3rf_wire::VerifyJob,
+}
+
 /// A validated bucket or listing scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope(pub s3rf_wire::MigrationScope);
@@ -353,6 +361,8 @@ pub enum ControlJob {
     Bucket(Scope),
     /// List one page.
     List(ListJob),
+    /// Plan a verification, or compare one page of it.
+    Verify(VerifyJob),
 }
 
 /// A job on one object, the only kind the executor runs.

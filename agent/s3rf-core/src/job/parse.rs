@@ -104,6 +104,32 @@ impl Job {
                 }
                 Ok(Job::Control(ControlJob::Migrate(MigrateJob { spec: w })))
             }
+            JobKind::Verify => {
+                let w: s3rf_wire::VerifyJob = serde_json::from_slice(payload).map_err(malformed)?;
+                check.endpoint(&w.src)?;
+                check.endpoint(&w.dst)?;
+                if let Some(id) = &w.id {
+                    crate::migration::validate_id(id)
+                        .map_err(|e| check.invalid("id", e.to_string()))?;
+                }
+                crate::migration::select_buckets(&[], Some(&[]), &w.exclude_buckets, &w.bucket_map)
+                    .map_err(|e| check.invalid("exclude_buckets", e.to_string()))?;
+                for (src, dst) in &w.bucket_map {
+                    check.bucket(src, "bucket_map")?;
+                    check.bucket(dst, "bucket_map")?;
+                }
+                for b in w.buckets.iter().flatten() {
+                    check.bucket(b, "buckets")?;
+                }
+                if let Some(p) = &w.page {
+                    if w.id.is_none() {
+                        return Err(check.invalid("page", "a page job names its verification's id"));
+                    }
+                    check.bucket(&p.bucket, "page.bucket")?;
+                    check.bucket(&p.dst_bucket, "page.dst_bucket")?;
+                }
+                Ok(Job::Control(ControlJob::Verify(VerifyJob { spec: w })))
+            }
             JobKind::Bucket => {
                 let w: s3rf_wire::BucketJob = serde_json::from_slice(payload).map_err(malformed)?;
                 Ok(Job::Control(ControlJob::Bucket(check.scope(w)?)))
@@ -197,6 +223,7 @@ impl Job {
             Job::Control(ControlJob::Bucket(s)) => Some(&s.0.migration),
             Job::Control(ControlJob::List(l)) => Some(&l.scope.0.migration),
             Job::Batch(b) => Some(&b.scope.0.migration),
+            Job::Control(ControlJob::Verify(_)) => None,
         }
     }
 }

@@ -340,6 +340,12 @@ mod props {
         "split",
         "dst_bucket",
         "url",
+        "deep",
+        "number",
+        "start_after",
+        "rate",
+        "every",
+        "objects_per_sec",
     ];
 
     fn json() -> impl Strategy<Value = serde_json::Value> {
@@ -390,6 +396,7 @@ mod props {
             Job::Control(ControlJob::Bucket(b)) => vec![&b.0.src, &b.0.dst],
             Job::Control(ControlJob::List(l)) => vec![&l.scope.0.src, &l.scope.0.dst],
             Job::Batch(b) => vec![&b.scope.0.src, &b.scope.0.dst],
+            Job::Control(ControlJob::Verify(v)) => vec![&v.spec.src, &v.spec.dst],
         }
     }
 
