@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::executor::RateBook;
-use crate::jetstream::QueueError;
+use crate::jetstream::{QueueError, kv_err};
 use crate::names::Names;
 use crate::rate::share;
 
@@ -26,14 +26,6 @@ use crate::rate::share;
 pub const BEAT: Duration = Duration::from_secs(5);
 /// How long a heartbeat counts.
 pub const BEAT_TTL: Duration = Duration::from_secs(15);
-
-fn kv_err(e: impl std::fmt::Display, name: &str) -> QueueError {
-    QueueError::Setup {
-        what: "key-value bucket",
-        name: name.to_owned(),
-        detail: e.to_string(),
-    }
-}
 
 fn rate_key(id: &str) -> String {
     format!("m.{id}")

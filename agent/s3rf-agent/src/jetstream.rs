@@ -311,6 +311,31 @@ pub async fn publish_dead_letter(
     Ok(())
 }
 
+/// A job's own headers to carry along when it is moved (dead-lettered or
+/// parked): all of them, with `Nats-Msg-Id` moved to
+/// `S3rf-Original-Msg-Id` so that the copy is not dropped as a duplicate.
+pub(crate) fn original_headers(orig: Option<&HeaderMap>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (k, values) in orig.into_iter().flat_map(HeaderMap::iter) {
+        let name: &str = k.as_ref();
+        if name.eq_ignore_ascii_case("Nats-Msg-Id") {
+            if let Some(v) = values.first() {
+                headers.insert(HDR_ORIGINAL_MSG_ID, v.as_str());
+            }
+            continue;
+        }
+        for v in values {
+            headers.append(name, v.as_str());
+        }
+    }
+    headers
+}
+
+/// The error of a KV bucket operation.
+pub(crate) fn kv_err(e: impl std::fmt::Display, bucket: &str) -> QueueError {
+    setup_err("key-value bucket", bucket, e)
+}
+
 /// Bytes `headers` take on the wire (`NATS/1.0`, `name: value` lines).
 fn header_bytes(headers: &HeaderMap) -> usize {
     let lines: usize = headers
@@ -333,21 +358,7 @@ fn dead_letter_headers(
     copy_original: bool,
     truncated_to: Option<usize>,
 ) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Some(orig) = dl.headers.filter(|_| copy_original) {
-        for (k, values) in orig.iter() {
-            let name: &str = k.as_ref();
-            if name.eq_ignore_ascii_case("Nats-Msg-Id") {
-                if let Some(v) = values.first() {
-                    headers.insert(HDR_ORIGINAL_MSG_ID, v.as_str());
-                }
-                continue;
-            }
-            for v in values {
-                headers.append(name, v.as_str());
-            }
-        }
-    }
+    let mut headers = original_headers(dl.headers.filter(|_| copy_original));
     headers.insert(HDR_ORIGINAL_SUBJECT, dl.subject);
     headers.insert(HDR_JOB_KIND, dl.kind.token());
     headers.insert(HDR_DELIVERIES, dl.deliveries.to_string().as_str());

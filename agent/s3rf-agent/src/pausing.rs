@@ -38,8 +38,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::jetstream::{QueueError, publish_failed, publish_stored};
-use crate::names::{HDR_ORIGINAL_MSG_ID, HDR_ORIGINAL_SUBJECT, HDR_PARKED_AT, JobKind, Names};
+use crate::jetstream::{QueueError, kv_err, publish_failed, publish_stored};
+use crate::names::{HDR_ORIGINAL_SUBJECT, HDR_PARKED_AT, JobKind, Names};
 use crate::pause::{PauseScope, Pauses, parked_scope};
 
 /// How often every agent looks for parked jobs whose pause has ended (a
@@ -54,14 +54,6 @@ const UNPARK_BATCH: usize = 256;
 struct PauseRecord {
     /// When the pause began, ms since the epoch.
     since_ms: u64,
-}
-
-fn kv_err(e: impl std::fmt::Display, name: &str) -> QueueError {
-    QueueError::Setup {
-        what: "key-value bucket",
-        name: name.to_owned(),
-        detail: e.to_string(),
-    }
 }
 
 /// What `pause` found.
@@ -249,21 +241,7 @@ pub async fn park(
     scope: &PauseScope,
 ) -> Result<(), QueueError> {
     let subject = names.parked_subject(&scope.key(), kind);
-    let mut headers = HeaderMap::new();
-    if let Some(orig) = &msg.headers {
-        for (k, values) in orig.iter() {
-            let name: &str = k.as_ref();
-            if name.eq_ignore_ascii_case("Nats-Msg-Id") {
-                if let Some(v) = values.first() {
-                    headers.insert(HDR_ORIGINAL_MSG_ID, v.as_str());
-                }
-                continue;
-            }
-            for v in values {
-                headers.append(name, v.as_str());
-            }
-        }
-    }
+    let mut headers = crate::jetstream::original_headers(msg.headers.as_ref());
     headers.insert(HDR_ORIGINAL_SUBJECT, msg.subject.as_str());
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     headers.insert(HDR_PARKED_AT, now.as_str());

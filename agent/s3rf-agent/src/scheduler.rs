@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::jetstream::{QueueError, publish_failed, publish_stored};
+use crate::jetstream::{QueueError, kv_err, publish_failed, publish_stored};
 use crate::ledger::Ledger;
 use crate::names::{JobKind, Names};
 use crate::pause::Pauses;
@@ -28,14 +28,6 @@ use crate::schedule::{Due, Schedule};
 
 /// How often every agent looks for due runs.
 pub const SCHEDULE_TICK: Duration = Duration::from_secs(1);
-
-fn kv_err(e: impl std::fmt::Display, name: &str) -> QueueError {
-    QueueError::Setup {
-        what: "key-value bucket",
-        name: name.to_owned(),
-        detail: e.to_string(),
-    }
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -71,25 +71,14 @@ impl Job {
             JobKind::Migrate => {
                 let w: s3rf_wire::MigrateJob =
                     serde_json::from_slice(payload).map_err(malformed)?;
-                check.endpoint(&w.src)?;
-                check.endpoint(&w.dst)?;
-                if let Some(id) = &w.id {
-                    crate::migration::validate_id(id)
-                        .map_err(|e| check.invalid("id", e.to_string()))?;
-                }
-                crate::migration::select_buckets(&[], Some(&[]), &w.exclude_buckets, &w.bucket_map)
-                    .map_err(|e| check.invalid("exclude_buckets", e.to_string()))?;
-                // Every mapping is checked here, before the spec is stored:
-                // a spec refused later would stay "starting" for ever.
-                for (src, dst) in &w.bucket_map {
-                    check.bucket(src, "bucket_map")?;
-                    check.bucket(dst, "bucket_map")?;
-                }
-                if let Some(buckets) = &w.buckets {
-                    for b in buckets {
-                        check.bucket(b, "buckets")?;
-                    }
-                }
+                check.selection(Selection {
+                    src: &w.src,
+                    dst: &w.dst,
+                    id: w.id.as_deref(),
+                    buckets: w.buckets.as_deref(),
+                    exclude: &w.exclude_buckets,
+                    bucket_map: &w.bucket_map,
+                })?;
                 if let Some(every) = &w.every {
                     crate::schedule::parse_every(every)
                         .map_err(|e| check.invalid("every", e.to_string()))?;
@@ -106,21 +95,14 @@ impl Job {
             }
             JobKind::Verify => {
                 let w: s3rf_wire::VerifyJob = serde_json::from_slice(payload).map_err(malformed)?;
-                check.endpoint(&w.src)?;
-                check.endpoint(&w.dst)?;
-                if let Some(id) = &w.id {
-                    crate::migration::validate_id(id)
-                        .map_err(|e| check.invalid("id", e.to_string()))?;
-                }
-                crate::migration::select_buckets(&[], Some(&[]), &w.exclude_buckets, &w.bucket_map)
-                    .map_err(|e| check.invalid("exclude_buckets", e.to_string()))?;
-                for (src, dst) in &w.bucket_map {
-                    check.bucket(src, "bucket_map")?;
-                    check.bucket(dst, "bucket_map")?;
-                }
-                for b in w.buckets.iter().flatten() {
-                    check.bucket(b, "buckets")?;
-                }
+                check.selection(Selection {
+                    src: &w.src,
+                    dst: &w.dst,
+                    id: w.id.as_deref(),
+                    buckets: w.buckets.as_deref(),
+                    exclude: &w.exclude_buckets,
+                    bucket_map: &w.bucket_map,
+                })?;
                 if let Some(p) = &w.page {
                     if w.id.is_none() {
                         return Err(check.invalid("page", "a page job names its verification's id"));
@@ -228,12 +210,42 @@ impl Job {
     }
 }
 
+/// What a migrate or verify job selects: endpoints, id and buckets.
+struct Selection<'a> {
+    src: &'a str,
+    dst: &'a str,
+    id: Option<&'a str>,
+    buckets: Option<&'a [String]>,
+    exclude: &'a [String],
+    bucket_map: &'a std::collections::BTreeMap<String, String>,
+}
+
 struct Checker<'a, F> {
     kind: JobKind,
     endpoint_exists: &'a F,
 }
 
 impl<F: Fn(&str) -> bool> Checker<'_, F> {
+    /// Checks a selection before anything is stored: every mapping and
+    /// name now, since a spec refused later would stay "starting" for ever.
+    fn selection(&self, s: Selection<'_>) -> Result<(), JobError> {
+        self.endpoint(s.src)?;
+        self.endpoint(s.dst)?;
+        if let Some(id) = s.id {
+            crate::migration::validate_id(id).map_err(|e| self.invalid("id", e.to_string()))?;
+        }
+        crate::migration::select_buckets(&[], Some(&[]), s.exclude, s.bucket_map)
+            .map_err(|e| self.invalid("exclude_buckets", e.to_string()))?;
+        for (src, dst) in s.bucket_map {
+            self.bucket(src, "bucket_map")?;
+            self.bucket(dst, "bucket_map")?;
+        }
+        for b in s.buckets.into_iter().flatten() {
+            self.bucket(b, "buckets")?;
+        }
+        Ok(())
+    }
+
     fn endpoint(&self, name: &str) -> Result<(), JobError> {
         if (self.endpoint_exists)(name) {
             Ok(())
