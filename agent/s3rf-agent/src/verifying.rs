@@ -341,8 +341,8 @@ async fn compare_page(
             false,
         )
         .await?;
-    let last = !src.truncated || src.entries.is_empty();
-    let merge = Merge::new(src.entries);
+    let last = src.next.is_none() || src.objects.is_empty();
+    let merge = Merge::new(src.objects);
     let bound = if last {
         None
     } else {
@@ -377,10 +377,10 @@ async fn compare_page(
                 true,
             )
             .await?;
-        dst.entries.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut done = !dst.truncated || dst.entries.is_empty();
+        dst.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut done = dst.next.is_none() || dst.objects.is_empty();
         let mut merged = Vec::new();
-        for d in dst.entries {
+        for d in dst.objects {
             if bound.as_deref().is_some_and(|b| d.key.as_str() > b) {
                 done = true;
                 break;

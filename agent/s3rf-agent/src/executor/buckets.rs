@@ -3,16 +3,8 @@
 
 use super::*;
 
-/// One object of a listing page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    /// Key.
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// ETag without quotes.
-    pub etag: Option<String>,
-}
+/// One object of a listing page: key, size and ETag (unquoted).
+pub use crate::verify::Entry as Listed;
 
 /// One page of a bucket listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,16 +134,38 @@ impl Executor {
         max_keys: i32,
         delimiter: Option<&str>,
     ) -> Result<Page, ExecError> {
+        self.list_objects(
+            endpoint,
+            bucket,
+            ListQuery {
+                prefix,
+                token,
+                start_after: None,
+                max_keys,
+                delimiter,
+            },
+        )
+        .await
+    }
+
+    /// One ListObjectsV2 page; `next` is set exactly when more follow.
+    pub(super) async fn list_objects(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        q: ListQuery<'_>,
+    ) -> Result<Page, ExecError> {
         let store = self.named_store(endpoint)?;
         let t = Self::bucket_target(endpoint, bucket);
         let out = store
             .client
             .list_objects_v2()
             .bucket(bucket)
-            .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
-            .set_continuation_token(token.map(str::to_owned))
-            .max_keys(max_keys)
-            .set_delimiter(delimiter.map(str::to_owned))
+            .set_prefix(q.prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+            .set_continuation_token(q.token.map(str::to_owned))
+            .set_start_after(q.start_after.map(str::to_owned))
+            .max_keys(q.max_keys)
+            .set_delimiter(q.delimiter.map(str::to_owned))
             .send()
             .await
             .map_err(|e| classify("ListObjectsV2", &t, e))?;
@@ -181,4 +195,19 @@ impl Executor {
             next,
         })
     }
+}
+
+/// What one ListObjectsV2 request asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ListQuery<'a> {
+    /// Only keys under this prefix.
+    pub prefix: Option<&'a str>,
+    /// The continuation token of a previous page.
+    pub token: Option<&'a str>,
+    /// Only keys after this one.
+    pub start_after: Option<&'a str>,
+    /// At most this many keys.
+    pub max_keys: i32,
+    /// Group keys by this delimiter into common prefixes.
+    pub delimiter: Option<&'a str>,
 }

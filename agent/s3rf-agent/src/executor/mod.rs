@@ -41,7 +41,6 @@ pub use buckets::{Listed, Page};
 pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
 pub use throttle::{RateBook, Throttle};
-pub use verify::KeyPage;
 
 use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};

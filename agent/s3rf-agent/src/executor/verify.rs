@@ -2,37 +2,13 @@
 //! object's ETags from a HEAD (its own and the source ETag s3rf recorded
 //! on it), and the MD5 of an object's bytes read through (`--deep`).
 
-use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
-
+use super::buckets::{ListQuery, Page};
 use super::*;
-use crate::verify::Entry;
-
-/// One page of keys in ascending order, and whether more follow.
-#[derive(Debug, Clone, Default)]
-pub struct KeyPage {
-    /// Objects of the page.
-    pub entries: Vec<Entry>,
-    /// More keys follow.
-    pub truncated: bool,
-}
-
-fn entries(out: &ListObjectsV2Output) -> Vec<Entry> {
-    out.contents()
-        .iter()
-        .filter_map(|o| {
-            Some(Entry {
-                key: o.key()?.to_owned(),
-                size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
-                etag: o.e_tag().map(strip_quotes),
-            })
-        })
-        .collect()
-}
 
 impl Executor {
-    /// Up to `max_keys` keys of `bucket` under `prefix` after `start_after`.
-    /// A missing bucket lists as empty when `missing_is_empty` (the
-    /// destination side of a verification).
+    /// Up to `max_keys` keys of `bucket` under `prefix` after `start_after`
+    /// (`next` is set when more follow). A missing bucket lists as empty
+    /// when `missing_is_empty` (the destination side of a verification).
     pub async fn list_after(
         &self,
         endpoint: &str,
@@ -41,26 +17,20 @@ impl Executor {
         start_after: Option<&str>,
         max_keys: i32,
         missing_is_empty: bool,
-    ) -> Result<KeyPage, ExecError> {
-        let store = self.named_store(endpoint)?;
-        let t = Self::bucket_target(endpoint, bucket);
-        let out = store
-            .client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
-            .set_start_after(start_after.map(str::to_owned))
-            .max_keys(max_keys)
-            .send()
-            .await
-            .map_err(|e| classify("ListObjectsV2", &t, e));
-        match out {
-            Ok(out) => Ok(KeyPage {
-                entries: entries(&out),
-                truncated: out.is_truncated() == Some(true),
+    ) -> Result<Page, ExecError> {
+        let q = ListQuery {
+            prefix,
+            start_after,
+            max_keys,
+            ..ListQuery::default()
+        };
+        match self.list_objects(endpoint, bucket, q).await {
+            Err(ExecError::NoSuchBucket(_)) if missing_is_empty => Ok(Page {
+                objects: Vec::new(),
+                prefixes: Vec::new(),
+                next: None,
             }),
-            Err(ExecError::NoSuchBucket(_)) if missing_is_empty => Ok(KeyPage::default()),
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
