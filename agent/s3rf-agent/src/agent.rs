@@ -184,7 +184,9 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError>
     let mut loops = Vec::new();
     for (kind, consumer) in consumers {
         let concurrency = match kind {
-            JobKind::Copy | JobKind::Delete | JobKind::Batch => config.copy.concurrency,
+            JobKind::Copy | JobKind::Delete | JobKind::Batch | JobKind::Versions => {
+                config.copy.concurrency
+            }
             JobKind::Migrate | JobKind::Bucket | JobKind::List | JobKind::Verify => {
                 config.migrate.list_concurrency
             }

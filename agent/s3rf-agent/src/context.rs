@@ -3,7 +3,7 @@
 //! settling permits and
 //! the shutdown token ([`Shared`]), and which delivery of a job is running
 //! ([`Delivery`]). The pull loop (`worker.rs`) and the handlers
-//! (`object.rs`, `batch.rs`, `control.rs`) all take it; none depends on
+//! (`object.rs`, `batch.rs`, `control/`) all take it; none depends on
 //! another for it.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! A job handler's failure, whichever layer it came from (executor,
-//! control, ledger, batch, verification), with the disposition that decides its ack.
+//! control, ledger, batch, verification, versions), with the disposition that decides its ack.
 
 use crate::batch::BatchError;
 use crate::control::ControlError;
@@ -19,6 +19,8 @@ pub(crate) enum Failure {
     Batch(#[from] BatchError),
     #[error(transparent)]
     Verify(#[from] crate::verifying::VerifyError),
+    #[error(transparent)]
+    Versions(#[from] crate::versioning::VersionsError),
 }
 
 impl Failure {
@@ -29,6 +31,7 @@ impl Failure {
             Failure::Ledger(_) => Disposition::QueueDown,
             Failure::Batch(e) => e.disposition(),
             Failure::Verify(e) => e.disposition(),
+            Failure::Versions(e) => e.disposition(),
         }
     }
 }

@@ -146,28 +146,52 @@ impl Ledger {
         outcome: ObjectOutcome,
         bytes: u64,
     ) -> Result<Recorded, QueueError> {
-        let event = LedgerEvent::Object {
+        let event = |replaces_failure| LedgerEvent::Object {
             outcome,
             bytes,
-            replaces_failure: false,
+            replaces_failure,
         };
-        let first = self.record(migration, entity, &event, 0).await?;
-        if first == Recorded::New || outcome.is_failure() {
+        if outcome.is_failure() {
+            return self.record(migration, entity, &event(false), 0).await;
+        }
+        self.record_success(migration, entity, outcome.failure_of_side(), event)
+            .await
+    }
+
+    /// Records a versioned key's outcome once, as [`Self::record_outcome`].
+    pub async fn record_versions(
+        &self,
+        migration: &str,
+        entity: &str,
+        counts: &crate::migration::VersionCounts,
+    ) -> Result<Recorded, QueueError> {
+        let event = |replaces_failure| LedgerEvent::Versions {
+            counts: counts.clone(),
+            replaces_failure,
+        };
+        self.record_success(migration, entity, ObjectOutcome::CopyFailed, event)
+            .await
+    }
+
+    /// Records the success `event(false)` once; when the entity holds the
+    /// failure `failed` instead, records `event(true)`, which replaces it.
+    async fn record_success(
+        &self,
+        migration: &str,
+        entity: &str,
+        failed: ObjectOutcome,
+        event: impl Fn(bool) -> LedgerEvent,
+    ) -> Result<Recorded, QueueError> {
+        let first = self.record(migration, entity, &event(false), 0).await?;
+        if first == Recorded::New {
             return Ok(first);
         }
-        let failure =
-            self.names
-                .ledger_subject(migration, entity, outcome.failure_of_side().event());
+        let failure = self.names.ledger_subject(migration, entity, failed.event());
         let stream = self.stream().await?;
         let Ok(failed) = stream.get_last_raw_message_by_subject(&failure).await else {
             return Ok(Recorded::Already);
         };
-        let replacement = LedgerEvent::Object {
-            outcome,
-            bytes,
-            replaces_failure: true,
-        };
-        self.record(migration, entity, &replacement, failed.sequence)
+        self.record(migration, entity, &event(true), failed.sequence)
             .await
     }
 

@@ -9,7 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub use s3rf_core::{
-    aimd, events, job, migration, names, outcome, pause, plan, rate, schedule, verify,
+    aimd, events, job, migration, names, outcome, pause, plan, rate, schedule, verify, versions,
 };
 
 pub mod agent;
@@ -41,4 +41,5 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod verifying;
+pub mod versioning;
 pub mod worker;

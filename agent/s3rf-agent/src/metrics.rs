@@ -44,6 +44,17 @@ pub const RATE_SHARE: &str = "s3rf_migration_rate_share";
 /// Scheduled runs this agent started, by `migration` (the schedule's id).
 pub const SCHEDULED_RUNS: &str = "s3rf_scheduled_runs_total";
 
+/// Versions of versioned migrations, by `outcome` (`copied`, `marker`:
+/// a delete marker written, `present`: already at the destination).
+pub const VERSIONS: &str = "s3rf_versions_total";
+
+/// A versioned key's versions reached their outcomes.
+pub fn versions(counts: &crate::migration::VersionCounts) {
+    counter!(VERSIONS, "outcome" => "copied").increment(counts.copied);
+    counter!(VERSIONS, "outcome" => "marker").increment(counts.markers);
+    counter!(VERSIONS, "outcome" => "present").increment(counts.present);
+}
+
 /// Installs the global recorder (once per process) and returns its handle.
 pub fn install() -> Option<PrometheusHandle> {
     PrometheusBuilder::new()
@@ -163,6 +174,7 @@ mod tests {
             LIVE_AGENTS,
             RATE_SHARE,
             SCHEDULED_RUNS,
+            VERSIONS,
             COPIED_BYTES,
             COPIES_IN_FLIGHT,
             COPY_DURATION,
@@ -174,7 +186,7 @@ mod tests {
         let dashboard = include_str!("../../../systemd/monitoring/s3rf-dashboard.json");
         let alerts = include_str!("../../../systemd/monitoring/s3rf-alerts.yml");
         let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
-        assert_eq!(json["panels"].as_array().map(Vec::len), Some(12));
+        assert_eq!(json["panels"].as_array().map(Vec::len), Some(13));
         let mut seen = 0;
         for text in [dashboard, alerts] {
             let mut rest = text;

@@ -158,6 +158,10 @@ async fn handle(
             endpoint = %b.scope.0.dst, bucket = %b.scope.0.dst_bucket,
             src_endpoint = %b.scope.0.src, src_bucket = %b.scope.0.bucket,
             objects = b.objects.len(), migration = %b.scope.0.migration),
+        Job::Versions(v) => info_span!("job", job = seq, %kind, delivered,
+            endpoint = %v.scope.0.dst, bucket = %v.scope.0.dst_bucket,
+            src_endpoint = %v.scope.0.src, src_bucket = %v.scope.0.bucket, key = %v.key,
+            migration = %v.scope.0.migration),
     };
     let held = shared.pauses.borrow().holding(job.pausable());
     if let Some(scope) = held {
@@ -174,6 +178,23 @@ async fn handle(
     run_job(shared, kind, msg, job, delivery, slot)
         .instrument(span)
         .await;
+}
+
+/// The ledger failure of a dead-lettered migration job that has one: an
+/// object job's, or a versioned key's.
+fn failure_record(job: &Job) -> Option<(String, String, crate::migration::ObjectOutcome, u64)> {
+    if let Job::Versions(v) = job {
+        let s = &v.scope.0;
+        let entity =
+            crate::migration::object_entity(&s.bucket, crate::migration::Side::Source, &v.key);
+        return Some((
+            s.migration.clone(),
+            entity,
+            crate::migration::ObjectOutcome::CopyFailed,
+            0,
+        ));
+    }
+    job.object().and_then(|o| object_record(o, None))
 }
 
 /// Parks a job a pause holds; acks it once the parked copy is stored.
@@ -213,6 +234,7 @@ async fn execute(
         Job::Copy(c) => object::handle(shared, ObjectJob::Copy(c), delivery, slot).await,
         Job::Delete(d) => object::handle(shared, ObjectJob::Delete(d), delivery, slot).await,
         Job::Batch(b) => Ok(batch::handle(shared, b, delivery, slot).await?),
+        Job::Versions(v) => Ok(crate::versioning::handle(shared, v, delivery, slot).await?),
         Job::Control(ControlJob::Verify(v)) => {
             Ok(verifying::handle(shared, v, delivery, slot).await?)
         }
@@ -300,7 +322,7 @@ async fn run_job(
             } else {
                 e.to_string()
             };
-            if let Some((m, entity, o, bytes)) = job.object().and_then(|o| object_record(o, None))
+            if let Some((m, entity, o, bytes)) = failure_record(&job)
                 && let Err(le) = shared.ledger.record_outcome(&m, &entity, o, bytes).await
             {
                 warn!(error = %le, "cannot record the failure in the migration ledger; retrying the job");

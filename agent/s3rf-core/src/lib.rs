@@ -6,7 +6,8 @@
 //! ([`events`]), every NATS name ([`names`]) and the filter ABI codec
 //! ([`filter_abi`]), what a pause holds ([`pause`]), adaptive pacing
 //! ([`aimd`]), fleet rate shares ([`rate`]), scheduled re-runs
-//! ([`schedule`]) and verification ([`verify`]). `s3rf-agent` does the IO and re-exports these under the
+//! ([`schedule`]), verification ([`verify`]) and versioned migrations
+//! ([`versions`]). `s3rf-agent` does the IO and re-exports these under the
 //! same paths (`s3rf_agent::plan`, …).
 
 pub mod aimd;
@@ -22,3 +23,4 @@ pub mod rate;
 pub mod schedule;
 pub mod settings;
 pub mod verify;
+pub mod versions;

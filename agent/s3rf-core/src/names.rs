@@ -27,6 +27,10 @@ pub const HDR_PARKED_AT: &str = "S3rf-Parked-At";
 /// User metadata key recording the source ETag on copies whose ETag differs
 /// from the source's (multipart layouts), so re-runs can recognise them.
 pub const META_SOURCE_ETAG: &str = "s3rf-source-etag";
+/// User metadata key recording the source version a copy was made from
+/// (copies of a pinned version: versioned migrations), since destination
+/// version ids differ from the source's.
+pub const META_SOURCE_VERSION: &str = "s3rf-source-version-id";
 
 /// The kinds of job an agent executes; each has its own subject and consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,11 +49,13 @@ pub enum JobKind {
     Batch,
     /// Compare one page of a destination with its source.
     Verify,
+    /// Copy the missing versions of one key, oldest first.
+    Versions,
 }
 
 impl JobKind {
     /// Every kind, in the order consumers are set up.
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::Copy,
         JobKind::Delete,
         JobKind::Migrate,
@@ -57,6 +63,7 @@ impl JobKind {
         JobKind::List,
         JobKind::Batch,
         JobKind::Verify,
+        JobKind::Versions,
     ];
 
     /// The subject token after the prefix.
@@ -69,6 +76,7 @@ impl JobKind {
             JobKind::List => "list",
             JobKind::Batch => "batch",
             JobKind::Verify => "verify",
+            JobKind::Versions => "versions",
         }
     }
 }
@@ -183,6 +191,13 @@ impl Names {
     /// `s3rf.verified.<id>.r.<entity>`.
     pub fn verify_result(&self, id: &str, entity: &str) -> String {
         format!("{}.verified.{id}.r.{entity}", self.prefix)
+    }
+
+    /// A verification's claim of a destination key that the filters renamed
+    /// a source key to (`entity`: a hash of the bucket and key):
+    /// `s3rf.verified.<id>.c.<entity>`. A key claimed is not extra.
+    pub fn verify_claim(&self, id: &str, entity: &str) -> String {
+        format!("{}.verified.{id}.c.{entity}", self.prefix)
     }
 
     /// Every result of a verification: `s3rf.verified.<id>.r.>`.

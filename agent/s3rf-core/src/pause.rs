@@ -91,6 +91,7 @@ impl Job {
             Job::Copy(c) => &c.origin,
             Job::Delete(d) => &d.origin,
             Job::Batch(b) => return Pausable::Migration(&b.scope.0.migration),
+            Job::Versions(v) => return Pausable::Migration(&v.scope.0.migration),
             Job::Control(ControlJob::Bucket(s)) => return Pausable::Migration(&s.0.migration),
             Job::Control(ControlJob::List(l)) => return Pausable::Migration(&l.scope.0.migration),
             Job::Control(ControlJob::Verify(_)) => return Pausable::Direct,

@@ -137,8 +137,12 @@ pub struct Difference {
     pub bucket: String,
     /// Destination bucket.
     pub dst_bucket: String,
-    /// Key (the same on both sides).
+    /// Key: the source key, or an extra destination key.
     pub key: String,
+    /// The destination key, where the filters renamed the source key
+    /// (`verify --filters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_key: Option<String>,
     /// Which difference.
     pub kind: Kind,
     /// Why a pair differs (`size`, `checksum`, `bytes`).
@@ -162,6 +166,12 @@ pub struct VerifyCounts {
     pub extra: u64,
     /// Objects read on both sides (`--deep`).
     pub read: u64,
+    /// Source objects the filters skip (`--filters`): left out, and so is
+    /// a destination object of the same key.
+    pub filtered: u64,
+    /// Source objects the filters renamed (`--filters`), compared under
+    /// their new name; counted in `matching`, `missing` or `different` too.
+    pub renamed: u64,
 }
 
 impl VerifyCounts {
@@ -173,6 +183,8 @@ impl VerifyCounts {
         self.different += o.different;
         self.extra += o.extra;
         self.read += o.read;
+        self.filtered += o.filtered;
+        self.renamed += o.renamed;
     }
 
     /// Differences found.

@@ -159,6 +159,10 @@ pub struct MigrateJob {
     /// the same spec under id `<id>-<n>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
+    /// Migrate every version of every object, oldest first, delete markers
+    /// included, into versioned destination buckets.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub versions: bool,
 }
 
 /// A fleet-wide rate: all agents together, each taking its share.
@@ -202,6 +206,10 @@ pub struct VerifyJob {
     /// Read both objects where checksums are not comparable.
     #[serde(default, skip_serializing_if = "is_false")]
     pub deep: bool,
+    /// Apply the agent's filters to source objects: skipped ones are left
+    /// out on both sides, renamed ones compared under their new name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub filters: bool,
     /// The page this job compares (set by s3rf).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<VerifyPage>,
@@ -250,6 +258,9 @@ pub struct MigrationScope {
     /// destination bucket (see [`CopyJob::dst_bucket_new`]).
     #[serde(default, skip_serializing_if = "is_false")]
     pub dst_bucket_new: bool,
+    /// Every version of every object ([`MigrateJob::versions`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub versions: bool,
 }
 
 /// Subject `<prefix>.bucket`: create one destination bucket, then start its listing.
@@ -281,6 +292,10 @@ pub struct ListJob {
     /// ListObjectsV2 continuation token of this page; absent for page 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation_token: Option<String>,
+    /// Versioned listing (ListObjectVersions): the key and version id this
+    /// page starts after; absent for page 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_marker: Option<VersionMarker>,
     /// The prefix this listing covers, which starts with the scope's prefix;
     /// absent: the scope's prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,6 +305,54 @@ pub struct ListJob {
     /// parallel; 0 lists every key under the prefix.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub split: u32,
+}
+
+/// Subject `<prefix>.versions`: copy the versions of one key that the
+/// destination lacks, oldest first, one after another (versioned
+/// migrations). Listings publish one per key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionsJob {
+    /// The bucket pair and migration settings.
+    pub scope: MigrationScope,
+    /// Source key.
+    pub key: String,
+    /// The key's versions oldest first, when the listing saw all of them
+    /// on one page; absent: the job lists them itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<ListedVersion>>,
+}
+
+/// One version of a key, as ListObjectVersions gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedVersion {
+    /// Source version id (`null` for a version from before versioning).
+    pub version_id: String,
+    /// A delete marker rather than an object.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delete_marker: bool,
+    /// Size (0 for a delete marker).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub size: u64,
+    /// ETag, no quotes (none for a delete marker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Where a ListObjectVersions page starts: after this version of this key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionMarker {
+    /// `key-marker`.
+    pub key: String,
+    /// `version-id-marker`.
+    pub version_id: String,
 }
 
 /// One object of a [`BatchJob`], as the listing saw it.

@@ -219,6 +219,10 @@ pub struct MigrateArgs {
     /// id ID-n. With --wait, waits for the first run.
     #[arg(long)]
     pub every: Option<String>,
+    /// Migrate every version of every object, oldest first, delete markers
+    /// included; destination buckets must be (or are created) versioned.
+    #[arg(long)]
+    pub versions: bool,
 }
 
 /// Options of `verify`.
@@ -248,6 +252,10 @@ pub struct VerifyArgs {
     /// Read both objects where checksums cannot be compared.
     #[arg(long)]
     pub deep: bool,
+    /// Apply the agents' filters to source objects, as a copy would:
+    /// skipped ones are left out, renamed ones compared under their new name.
+    #[arg(long)]
+    pub filters: bool,
     /// Wait until it is complete, then print the summary.
     #[arg(long)]
     pub wait: bool,

@@ -20,14 +20,30 @@ fn now_ms() -> u64 {
 }
 
 fn counts_line(t: &Tally) -> String {
-    let mut parts = vec![
-        format!("listed {}", t.listed),
-        format!("copied {}", t.copied),
-        format!("skipped {}", t.skipped),
-        format!("filtered {}", t.filtered),
-    ];
+    let mut parts = if t.versions {
+        vec![
+            format!("listed {} keys", t.listed),
+            format!("copied {} versions", t.copied),
+            format!("{} delete markers", t.markers),
+            format!("already there {}", t.skipped),
+            format!("filtered {}", t.filtered),
+        ]
+    } else {
+        vec![
+            format!("listed {}", t.listed),
+            format!("copied {}", t.copied),
+            format!("skipped {}", t.skipped),
+            format!("filtered {}", t.filtered),
+        ]
+    };
     if t.dry_run {
         parts.push(format!("would copy {}", t.would_copy));
+        if t.versions {
+            parts.push(format!("would write {} delete markers", t.would_mark));
+        }
+    }
+    if t.vanished > 0 {
+        parts.push(format!("gone at the source {}", t.vanished));
     }
     if t.mirror {
         parts.push(format!("deleted {}", t.deleted));
@@ -158,6 +174,7 @@ async fn verify(op: &Operator, a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 prefix: a.prefix.clone(),
                 bucket_map: a.bucket_map.iter().cloned().collect(),
                 deep: a.deep,
+                filters: a.filters,
                 page: None,
             };
             let id = op.verify(spec).await?;
@@ -187,9 +204,10 @@ async fn verify(op: &Operator, a: VerifyArgs) -> anyhow::Result<ExitCode> {
                     .as_deref()
                     .map(|w| format!(" ({w})"))
                     .unwrap_or_default();
+                let dst_key = d.dst_key.as_deref().unwrap_or(&d.key);
                 println!(
-                    "{kind:9}  {}/{} -> {}/{}{why}",
-                    d.bucket, d.key, d.dst_bucket, d.key
+                    "{kind:9}  {}/{} -> {}/{dst_key}{why}",
+                    d.bucket, d.key, d.dst_bucket
                 );
             }
         }
@@ -247,6 +265,12 @@ async fn verify(op: &Operator, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         println!("  extra:      {} (at the destination only)", c.extra);
         if c.read > 0 {
             println!("  read:       {} objects on both sides", c.read);
+        }
+        if c.filtered > 0 || c.renamed > 0 {
+            println!(
+                "  filters:    {} skipped (left out on both sides), {} compared under a new name",
+                c.filtered, c.renamed
+            );
         }
         println!(
             "  pages:      {} in {} bucket(s)",
@@ -343,6 +367,7 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
                 delete_extraneous: a.delete_extraneous,
                 dry_run: a.dry_run,
                 every: a.every,
+                versions: a.versions,
                 rate: (a.bytes_per_sec.is_some() || a.objects_per_sec.is_some()).then_some(
                     s3rf_wire::Rate {
                         bytes_per_sec: a.bytes_per_sec,

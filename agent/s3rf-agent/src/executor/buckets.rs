@@ -66,8 +66,31 @@ impl Executor {
         }
     }
 
-    /// Makes sure `bucket` exists on `endpoint` and is ours; creates it unless `dry_run`.
+    /// Makes sure `bucket` exists on `endpoint` and is ours; creates it
+    /// unless `dry_run`. With `versions`, a bucket it creates gets
+    /// versioning enabled and one that exists must have it.
     pub async fn ensure_bucket(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        dry_run: bool,
+        versions: bool,
+    ) -> Result<BucketState, ExecError> {
+        let state = self.settle_bucket(endpoint, bucket, dry_run).await?;
+        if versions {
+            match state {
+                BucketState::Created => self.enable_versioning(endpoint, bucket).await?,
+                BucketState::Existed | BucketState::WouldUse => {
+                    self.check_versioning(endpoint, bucket).await?;
+                }
+                BucketState::WouldCreate | BucketState::Failed => {}
+            }
+        }
+        Ok(state)
+    }
+
+    /// [`Self::ensure_bucket`] without the versioning.
+    async fn settle_bucket(
         &self,
         endpoint: &str,
         bucket: &str,

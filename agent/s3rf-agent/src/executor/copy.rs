@@ -30,7 +30,10 @@ impl Executor {
             filters: !self.filters.chain().is_empty(),
         };
         let read = plan::plan_read(&facts, &self.copy);
+        // A pinned version's copy records its version id: metadata the
+        // server cannot add to a copy as listed.
         if read == Read::AsListed
+            && job.src_version.is_none()
             && let Some(outcome) = self.copy_as_listed(dst_store, job).await?
         {
             return Ok(outcome);
@@ -235,20 +238,36 @@ impl Executor {
         }
     }
 
-    /// The metadata the destination gets, with s3rf's own marker set or cleared.
+    /// The metadata the destination gets, with s3rf's own records set or
+    /// cleared: the source ETag where the plan records it, and the source
+    /// version of a pinned version's copy.
     pub(super) fn destination_metadata(
         &self,
+        job: &CopyJob,
         src: &Source,
         plan: &CopyPlan,
     ) -> HashMap<String, String> {
         let mut metadata = src.attrs.metadata.clone();
         metadata.remove(META_SOURCE_ETAG);
+        metadata.remove(META_SOURCE_VERSION);
         if plan.record_source_etag
             && let Some(etag) = &src.facts.etag
         {
             metadata.insert(META_SOURCE_ETAG.to_owned(), etag.clone());
         }
+        if let Some(version) = &job.src_version {
+            metadata.insert(META_SOURCE_VERSION.to_owned(), version.clone());
+        }
         metadata
+    }
+
+    /// Whether a server-side copy must replace the metadata rather than
+    /// copy it: s3rf's records change.
+    fn replaces_metadata(job: &CopyJob, src: &Source, plan: &CopyPlan) -> bool {
+        plan.record_source_etag
+            || job.src_version.is_some()
+            || src.attrs.metadata.contains_key(META_SOURCE_ETAG)
+            || src.attrs.metadata.contains_key(META_SOURCE_VERSION)
     }
 
     /// Checks that tags we sent arrived; a store without tagging drops them.
@@ -305,9 +324,9 @@ impl Executor {
         if let Some(etag) = &src.facts.etag {
             req = req.copy_source_if_match(format!("\"{etag}\""));
         }
-        req = if plan.record_source_etag || src.attrs.metadata.contains_key(META_SOURCE_ETAG) {
+        req = if Self::replaces_metadata(job, src, plan) {
             let req = req.metadata_directive(MetadataDirective::Replace);
-            with_attributes!(req, self.destination_metadata(src, plan), &src.attrs)
+            with_attributes!(req, self.destination_metadata(job, src, plan), &src.attrs)
         } else {
             req.metadata_directive(MetadataDirective::Copy)
         };

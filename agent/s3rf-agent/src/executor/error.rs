@@ -95,6 +95,10 @@ pub enum ExecError {
     },
     #[error("BucketAlreadyExists: bucket {} on endpoint {} exists and is not ours; map it to another name with bucket_map", .0.bucket, .0.endpoint)]
     BucketTaken(Target),
+    #[error(
+        "bucket {} on endpoint {} is not versioned (versioning {state}): a versioned migration keeps every version only in a bucket with versioning enabled; enable it (aws s3api put-bucket-versioning --versioning-configuration Status=Enabled), map the bucket to a new one with bucket_map, or migrate without versions", .target.bucket, .target.endpoint
+    )]
+    Unversioned { target: Target, state: String },
     #[error("cancelled by shutdown; the job goes back to the queue")]
     Cancelled,
     #[error(transparent)]
@@ -109,6 +113,7 @@ impl ExecError {
             | ExecError::NoSuchKey(_)
             | ExecError::AccessDenied { .. }
             | ExecError::BucketTaken(_)
+            | ExecError::Unversioned { .. }
             | ExecError::Filter(_)
             | ExecError::Internal { .. } => Disposition::DeadLetter,
             ExecError::Service { retryable, .. } => {

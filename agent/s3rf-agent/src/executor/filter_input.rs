@@ -42,4 +42,24 @@ impl Executor {
         };
         Ok(self.filters.decide(input)?)
     }
+
+    /// Where the filters send the copy `job` (HEADing its source for what
+    /// they see), or `None` when they skip it. Without filters, the job's
+    /// own destination. A versioned key's history goes where its newest
+    /// version goes; `verify --filters` compares a source object there.
+    pub async fn filtered_destination(
+        &self,
+        job: &CopyJob,
+    ) -> Result<Option<ObjectRef>, ExecError> {
+        if self.filters.chain().is_empty() {
+            return Ok(Some(job.dst.clone()));
+        }
+        let store = self.store(&job.src)?;
+        let src = self.head_source(store, job).await?;
+        Ok(match self.filter_copy(job, &src)? {
+            Verdict::Skip { .. } => None,
+            Verdict::Proceed { renamed: false, .. } => Some(job.dst.clone()),
+            Verdict::Proceed { bucket, key, .. } => Some(job.dst.moved_to(bucket, key)),
+        })
+    }
 }

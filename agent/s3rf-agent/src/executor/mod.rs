@@ -19,6 +19,7 @@ mod source;
 mod throttle;
 mod uploads;
 mod verify;
+mod versions;
 
 use crate::outcome::Disposition;
 use std::collections::HashMap;
@@ -41,12 +42,13 @@ pub use buckets::{Listed, Page};
 pub use encode::{copy_source, tagging};
 pub use error::{ExecError, Target, classify, classify_service};
 pub use throttle::{RateBook, Throttle};
+pub use versions::VersionPage;
 
 use crate::config::{CopyConfig, EndpointKind, Verify};
 use crate::filter::{Filters, Kind as FilterKind, ObjectInput, Verdict};
 use crate::job::{CopyJob, DeleteJob, Mode, ObjectJob, ObjectRef, Origin};
 use crate::migration::BucketState;
-use crate::names::META_SOURCE_ETAG;
+use crate::names::{META_SOURCE_ETAG, META_SOURCE_VERSION};
 use crate::plan::{self, Body, CopyPlan, Method, ObjectFacts, Part, Plan, Read, SkipReason};
 use crate::resume::Uploads;
 use crate::store::{Store, Stores};

@@ -313,7 +313,7 @@ impl Executor {
             .put_object()
             .bucket(&job.dst.bucket)
             .key(&job.dst.key);
-        let mut req = with_attributes!(req, self.destination_metadata(src, plan), &src.attrs);
+        let mut req = with_attributes!(req, self.destination_metadata(job, src, plan), &src.attrs);
         if !tags.is_empty() {
             req = req.tagging(tagging(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         }

@@ -1,5 +1,5 @@
 //! The S3 calls of verification jobs: a page of keys after a key, an
-//! object's ETags from a HEAD (its own and the source ETag s3rf recorded
+//! object's entry or ETags from a HEAD (its own and the source ETag s3rf recorded
 //! on it), and the MD5 of an object's bytes read through (`--deep`).
 
 use super::buckets::{ListQuery, Page};
@@ -53,6 +53,30 @@ impl Executor {
             .await?
             .map(|f| (f.etag, f.recorded_source_etag))
             .unwrap_or_default())
+    }
+
+    /// An object as a listing would show it, and the source ETag s3rf
+    /// recorded on it, from a HEAD (`None` if it is gone).
+    pub async fn head_entry(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(crate::verify::Entry, Option<String>)>, ExecError> {
+        let store = self.named_store(endpoint)?;
+        let obj = ObjectRef {
+            endpoint: endpoint.to_owned(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+        Ok(self.head_destination(store, &obj).await?.map(|f| {
+            let entry = crate::verify::Entry {
+                key: key.to_owned(),
+                size: f.size,
+                etag: f.etag,
+            };
+            (entry, f.recorded_source_etag)
+        }))
     }
 
     /// The MD5 and length of an object's bytes, read through without

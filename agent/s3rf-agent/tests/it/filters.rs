@@ -9,7 +9,7 @@ use s3rf_testkit::{pattern_bytes, unique_bucket};
 use crate::harness::*;
 
 /// Copies example filter `name` into `dir` as `as_name`.
-fn install(dir: &Path, name: &str, as_name: &str) {
+pub(crate) fn install(dir: &Path, name: &str, as_name: &str) {
     std::fs::copy(
         example_filters().join(format!("{name}.wasm")),
         dir.join(as_name),
@@ -17,13 +17,13 @@ fn install(dir: &Path, name: &str, as_name: &str) {
     .unwrap();
 }
 
-fn filter_dir(env: &TestEnv, tag: &str) -> std::path::PathBuf {
+pub(crate) fn filter_dir(env: &TestEnv, tag: &str) -> std::path::PathBuf {
     let dir = env.dir.path().join(tag);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-fn filters_toml(dir: &Path) -> String {
+pub(crate) fn filters_toml(dir: &Path) -> String {
     format!(
         "[filters]\ndir = \"{}\"\nreload_interval = \"200ms\"\n",
         dir.display()

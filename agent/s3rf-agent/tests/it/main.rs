@@ -19,3 +19,4 @@ mod s3;
 mod schedule;
 mod sync;
 mod verify;
+mod versions;

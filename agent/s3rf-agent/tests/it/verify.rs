@@ -202,6 +202,131 @@ async fn deep_reads_what_checksums_cannot_settle() {
     );
 }
 
+/// `verify --filters` sees the destination as a migration through the
+/// same filters made it: a skipped object is left out on both sides (a
+/// stale copy at the destination is not extra), a renamed one is compared
+/// under its new name, and that name, listed by another page (pages of
+/// 2), is not extra. Without `--filters` the same pair reports the renames
+/// as missing and extra. Tampering with renamed objects is reported under
+/// their new names and repaired through the filters.
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_are_applied_as_the_migration_applied_them() {
+    use crate::filters::{filter_dir, filters_toml, install};
+    let env = TestEnv::new().await;
+    let fs = env.fs.client();
+    let b = make_bucket(&fs, "vflt").await;
+    let dst = format!("{b}-copy");
+    let dir = filter_dir(&env, "verify-filters");
+    install(&dir, "skip-glob", "10-skip-glob.wasm");
+    std::fs::write(dir.join("10-skip-glob.toml"), "patterns = [\"**.tmp\"]\n").unwrap();
+    install(&dir, "rename-prefix", "20-rename-prefix.wasm");
+    std::fs::write(
+        dir.join("20-rename-prefix.toml"),
+        "from = \"raw/\"\nto = \"archive/raw/\"\n",
+    )
+    .unwrap();
+    let body = |i: u64| pattern_bytes(300, i);
+    for (i, key) in ["keep/a", "keep/b", "raw/r1", "raw/r2", "tmp/x.tmp"]
+        .iter()
+        .enumerate()
+    {
+        put(&fs, &b, key, body(i as u64)).await;
+    }
+    let opts = AgentOpts {
+        page_size: 2,
+        extra_toml: filters_toml(&dir),
+        ..AgentOpts::default()
+    };
+    let config = env.write_config(&opts);
+    let agent = env.spawn_agent(&opts).await;
+    let job = serde_json::json!({"id": "fm", "src": "fs", "dst": "fs", "buckets": [b],
+        "bucket_map": {b.clone(): dst}});
+    env.publish("s3rf.migrate", job.to_string()).await;
+    wait_complete_or_explain(&env, "fm", &[&agent]).await;
+    // A copy of the skipped object from before the filter existed.
+    put(&fs, &dst, "tmp/x.tmp", body(9)).await;
+
+    let map = format!("{b}={dst}");
+    let base = [
+        "--src", "fs", "--dst", "fs", "--bucket", &b, "--map", &map, "--wait",
+    ];
+    let with = |id: &'static str| [&[id, "--filters"][..], &base[..]].concat();
+    let out = verify(&env, &config, &with("f1"));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}\n{}", agent.log());
+    for line in [
+        "  matching:   4 (0 by size only",
+        "  extra:      0 ",
+        "  filters:    1 skipped (left out on both sides), 2 compared under a new name",
+        "verification f1: everything matches",
+    ] {
+        assert!(said.contains(line), "{line:?} in:\n{said}");
+    }
+    // Without the filters, the renames are missing and extra, and the stale
+    // copy differs.
+    let out = verify(&env, &config, &[&["f2"][..], &base[..]].concat());
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for line in ["  missing:    2 ", "  different:  1\n", "  extra:      2 "] {
+        assert!(said.contains(line), "{line:?} in:\n{said}");
+    }
+
+    // Behind s3rf's back: a renamed object changed, another deleted, and
+    // an object no source maps to added among the renamed ones.
+    put(&fs, &dst, "archive/raw/r2", body(99)).await;
+    fs.delete_object()
+        .bucket(&dst)
+        .key("archive/raw/r1")
+        .send()
+        .await
+        .unwrap();
+    put(&fs, &dst, "archive/raw/zz", body(7)).await;
+    let out = verify(&env, &config, &with("f3"));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for line in [
+        "  matching:   2 ",
+        "  missing:    1 ",
+        "  different:  1\n",
+        "  extra:      1 ",
+        "2 compared under a new name",
+    ] {
+        assert!(said.contains(line), "{line:?} in:\n{said}");
+    }
+    let listed = text(&verify(&env, &config, &["f3", "--list"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("extra      {b}/archive/raw/zz -> {dst}/archive/raw/zz"),
+            format!("missing    {b}/raw/r1 -> {dst}/archive/raw/r1"),
+            format!("different  {b}/raw/r2 -> {dst}/archive/raw/r2 (checksum)"),
+        ],
+        "{listed}"
+    );
+    let out = verify(&env, &config, &["f3", "--repair"]);
+    assert!(
+        text(&out).contains("f3: published 2 copy and 1 delete jobs"),
+        "{}",
+        text(&out)
+    );
+    env.wait_jobs_done().await;
+    let out = verify(&env, &config, &with("f4"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let want: std::collections::BTreeMap<String, Vec<u8>> = [
+        ("archive/raw/r1", body(2)),
+        ("archive/raw/r2", body(3)),
+        ("keep/a", body(0)),
+        ("keep/b", body(1)),
+        ("tmp/x.tmp", body(9)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(bucket_contents(&fs, &dst).await, want);
+    assert_eq!(env.dead_letter_count().await, 0);
+}
+
 /// Puts `n` small objects `k<i>` into `bucket`, 64 at a time.
 async fn put_many(s3: &aws_sdk_s3::Client, bucket: &str, n: usize) {
     futures::stream::iter(0..n)

@@ -237,6 +237,8 @@ pub struct ListJob {
     pub page: u64,
     /// Continuation token of this page.
     pub continuation_token: Option<String>,
+    /// Versioned listing: the (key, version id) this page starts after.
+    pub version_marker: Option<(String, String)>,
     /// The prefix of a split listing, under the scope's; `None` for the
     /// bucket's first listing, which lists the scope's prefix.
     pub prefix: Option<String>,
@@ -296,6 +298,66 @@ impl BatchJob {
     }
 }
 
+/// One version of a key, oldest first in a [`VersionsJob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// Source version id.
+    pub id: String,
+    /// A delete marker.
+    pub delete_marker: bool,
+    /// Size (0 for a delete marker).
+    pub size: u64,
+    /// ETag, unquoted.
+    pub etag: Option<String>,
+}
+
+/// Most versions a versions job may carry (a listing page's worth).
+pub const MAX_JOB_VERSIONS: usize = 1000;
+
+/// A validated versions job: the versions of one key of a versioned
+/// migration, copied oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionsJob {
+    /// Bucket pair and settings (`versions` set).
+    pub scope: Scope,
+    /// Source key.
+    pub key: String,
+    /// The key's versions oldest first, when the listing saw them all;
+    /// `None`: the job lists them.
+    pub versions: Option<Vec<Version>>,
+}
+
+impl VersionsJob {
+    /// The copy of source version `v` to the same key (or `dst_key`), as
+    /// delivery `delivered` runs it: a version is always written, never
+    /// compared with the destination's latest (two versions may hold the
+    /// same bytes), and records its source version id.
+    pub fn copy_job(&self, v: &Version, dst_key: &str) -> CopyJob {
+        let s = &self.scope.0;
+        CopyJob {
+            src: ObjectRef {
+                endpoint: s.src.clone(),
+                bucket: s.bucket.clone(),
+                key: self.key.clone(),
+            },
+            src_version: Some(v.id.clone()),
+            dst: ObjectRef {
+                endpoint: s.dst.clone(),
+                bucket: s.dst_bucket.clone(),
+                key: dst_key.to_owned(),
+            },
+            origin: Origin::Migration(s.migration.clone()),
+            mode: Mode::from_dry_run(s.dry_run),
+            hints: Hints {
+                size: Some(v.size),
+                etag: v.etag.clone(),
+                destination_empty: true,
+            },
+            attempted_since_ms: None,
+        }
+    }
+}
+
 /// The wire copy job a migration listing publishes for one listed object.
 pub fn listed_copy(
     scope: &s3rf_wire::MigrationScope,
@@ -336,6 +398,8 @@ pub enum Job {
     Delete(DeleteJob),
     /// Copy a batch of small objects.
     Batch(BatchJob),
+    /// Copy the missing versions of one key.
+    Versions(VersionsJob),
     /// Plan part of a migration.
     Control(ControlJob),
 }
@@ -346,7 +410,7 @@ impl Job {
         match self {
             Job::Copy(c) => Some(ObjectJob::Copy(c)),
             Job::Delete(d) => Some(ObjectJob::Delete(d)),
-            Job::Batch(_) | Job::Control(_) => None,
+            Job::Batch(_) | Job::Versions(_) | Job::Control(_) => None,
         }
     }
 }

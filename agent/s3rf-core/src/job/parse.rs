@@ -91,6 +91,13 @@ impl Job {
                     crate::rate::validate(rate)
                         .map_err(|e| check.invalid("rate", e.to_string()))?;
                 }
+                if w.versions && w.delete_extraneous {
+                    return Err(check.invalid(
+                        "versions",
+                        "a versioned migration replays the source's delete markers and cannot \
+                         also delete extraneous keys; drop delete_extraneous",
+                    ));
+                }
                 Ok(Job::Control(ControlJob::Migrate(MigrateJob { spec: w })))
             }
             JobKind::Verify => {
@@ -154,11 +161,28 @@ impl Job {
                         ),
                     ));
                 }
+                let version_marker = match w.version_marker {
+                    Some(_) if !scope.0.versions => {
+                        return Err(check.invalid(
+                            "version_marker",
+                            "only a versioned migration's listing has one",
+                        ));
+                    }
+                    Some(m) => {
+                        check.key(&m.key, "version_marker.key")?;
+                        let id = check
+                            .optional("version_marker.version_id", Some(m.version_id))?
+                            .unwrap_or_default();
+                        Some((m.key, id))
+                    }
+                    None => None,
+                };
                 Ok(Job::Control(ControlJob::List(ListJob {
                     scope,
                     side,
                     page: w.page,
                     continuation_token: w.continuation_token,
+                    version_marker,
                     prefix,
                     split: w.split,
                 })))
@@ -193,6 +217,57 @@ impl Job {
                 }
                 Ok(Job::Batch(BatchJob { scope, objects }))
             }
+            JobKind::Versions => {
+                let w: s3rf_wire::VersionsJob =
+                    serde_json::from_slice(payload).map_err(malformed)?;
+                let scope = check.scope(w.scope)?;
+                if !scope.0.versions {
+                    return Err(check.invalid(
+                        "scope.versions",
+                        "a versions job belongs to a versioned migration; set it",
+                    ));
+                }
+                check.key(&w.key, "key")?;
+                let versions = match w.versions {
+                    None => None,
+                    Some(list) => {
+                        if list.is_empty() || list.len() > MAX_JOB_VERSIONS {
+                            return Err(check.invalid(
+                                "versions",
+                                format!(
+                                    "{} versions; a job carries 1 to {MAX_JOB_VERSIONS} (or none: it lists them)",
+                                    list.len()
+                                ),
+                            ));
+                        }
+                        let mut seen = std::collections::HashSet::with_capacity(list.len());
+                        let mut out = Vec::with_capacity(list.len());
+                        for v in list {
+                            let id = check
+                                .optional("versions.version_id", Some(v.version_id))?
+                                .unwrap_or_default();
+                            if !seen.insert(id.clone()) {
+                                return Err(check.invalid(
+                                    "versions.version_id",
+                                    format!("{id:?} appears twice; list each version once"),
+                                ));
+                            }
+                            out.push(Version {
+                                id,
+                                delete_marker: v.delete_marker,
+                                size: v.size,
+                                etag: check.optional("versions.etag", v.etag)?,
+                            });
+                        }
+                        Some(out)
+                    }
+                };
+                Ok(Job::Versions(VersionsJob {
+                    scope,
+                    key: w.key,
+                    versions,
+                }))
+            }
         }
     }
 
@@ -205,6 +280,7 @@ impl Job {
             Job::Control(ControlJob::Bucket(s)) => Some(&s.0.migration),
             Job::Control(ControlJob::List(l)) => Some(&l.scope.0.migration),
             Job::Batch(b) => Some(&b.scope.0.migration),
+            Job::Versions(v) => Some(&v.scope.0.migration),
             Job::Control(ControlJob::Verify(_)) => None,
         }
     }

@@ -267,6 +267,77 @@ mod table {
     }
 
     #[test]
+    fn versions_jobs() {
+        let k = JobKind::Versions;
+        let scope = r#""scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y","versions":true}"#;
+        check(
+            k,
+            &format!(
+                r#"{{{scope},"key":"k","versions":[{{"version_id":"v1","size":3,"etag":"e"}},{{"version_id":"v2","delete_marker":true}}]}}"#
+            ),
+            Ok(r#"Version { id: "v2", delete_marker: true, size: 0, etag: None }"#),
+        );
+        check(
+            k,
+            &format!(r#"{{{scope},"key":"k"}}"#),
+            Ok("versions: None"),
+        );
+        check(
+            k,
+            &format!(r#"{{{scope},"key":"k","versions":[]}}"#),
+            Err("0 versions; a job carries 1 to 1000"),
+        );
+        check(
+            k,
+            &format!(
+                r#"{{{scope},"key":"k","versions":[{{"version_id":"v"}},{{"version_id":"v"}}]}}"#
+            ),
+            Err("\"v\" appears twice"),
+        );
+        check(
+            k,
+            &format!(r#"{{{scope},"key":"k","versions":[{{"version_id":""}}]}}"#),
+            Err("invalid versions.version_id"),
+        );
+        check(
+            k,
+            r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y"},"key":"k"}"#,
+            Err("belongs to a versioned migration"),
+        );
+        check(
+            JobKind::Migrate,
+            r#"{"src":"a","dst":"b","versions":true,"delete_extraneous":true}"#,
+            Err("cannot also delete extraneous keys"),
+        );
+        check(
+            JobKind::List,
+            r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y"},"version_marker":{"key":"k","version_id":"v"}}"#,
+            Err("only a versioned migration's listing"),
+        );
+    }
+
+    #[test]
+    fn a_version_is_always_written_and_pinned() {
+        let payload = r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y","versions":true},"key":"k","versions":[{"version_id":"v1","size":3,"etag":"e"}]}"#;
+        let Ok(Job::Versions(job)) = Job::parse(JobKind::Versions, payload.as_bytes(), |_| true)
+        else {
+            panic!("versions job refused");
+        };
+        let v = &job.versions.as_ref().expect("listed")[0];
+        let copy = job.copy_job(v, "k2");
+        assert_eq!(copy.src_version.as_deref(), Some("v1"));
+        assert_eq!(
+            (copy.dst.bucket.as_str(), copy.dst.key.as_str()),
+            ("y", "k2")
+        );
+        assert!(
+            copy.hints.destination_empty,
+            "never compared with the destination's latest version"
+        );
+        assert_eq!(copy.origin, Origin::Migration("m1".into()));
+    }
+
+    #[test]
     fn a_batch_object_copies_as_its_listing_would_publish_it() {
         let payload = r#"{"scope":{"migration":"m1","src":"a","dst":"b","bucket":"x","dst_bucket":"y","dst_bucket_new":true},"objects":[{"key":"d/k","size":7,"etag":"e"}]}"#;
         let Ok(Job::Batch(batch)) = Job::parse(JobKind::Batch, payload.as_bytes(), |_| true) else {
@@ -396,6 +467,7 @@ mod props {
             Job::Control(ControlJob::Bucket(b)) => vec![&b.0.src, &b.0.dst],
             Job::Control(ControlJob::List(l)) => vec![&l.scope.0.src, &l.scope.0.dst],
             Job::Batch(b) => vec![&b.scope.0.src, &b.scope.0.dst],
+            Job::Versions(v) => vec![&v.scope.0.src, &v.scope.0.dst],
             Job::Control(ControlJob::Verify(v)) => vec![&v.spec.src, &v.spec.dst],
         }
     }

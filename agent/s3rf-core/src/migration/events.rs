@@ -83,6 +83,8 @@ impl ObjectOutcome {
 
 /// Ledger event name (last subject token) of a batch's event.
 pub const BATCH_EVENT: &str = "batch";
+/// Ledger event name of a versioned key's event.
+pub const VERSIONS_EVENT: &str = "versions";
 
 /// One ledger event; recorded at most once per entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +98,10 @@ pub enum LedgerEvent {
         mirror: bool,
         /// Dry run.
         dry_run: bool,
+        /// Every version of every key: the tally counts keys as listed
+        /// objects and versions as copied ones.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        versions: bool,
     },
     /// A destination bucket was settled.
     Bucket {
@@ -135,6 +141,16 @@ pub enum LedgerEvent {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         handed_off: Vec<String>,
     },
+    /// A versioned migration's key: its versions reached their outcomes
+    /// (one source outcome: the tally counts keys).
+    Versions {
+        /// What happened to its versions.
+        #[serde(flatten)]
+        counts: VersionCounts,
+        /// This success replaces a recorded failure (a dead letter retried).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replaces_failure: bool,
+    },
     /// One object reached its final outcome.
     Object {
         /// The outcome.
@@ -155,6 +171,7 @@ impl LedgerEvent {
             LedgerEvent::Bucket { .. } => "bucket",
             LedgerEvent::Page { .. } => "listed",
             LedgerEvent::Batch { .. } => BATCH_EVENT,
+            LedgerEvent::Versions { .. } => VERSIONS_EVENT,
             LedgerEvent::Object { outcome, .. } => outcome.event(),
         }
     }
@@ -208,4 +225,43 @@ impl BatchCounts {
     pub fn objects(&self) -> u64 {
         self.copied + self.skipped + self.filtered + self.would_copy
     }
+}
+
+/// What a versions job did with its key's versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VersionCounts {
+    /// Versions copied.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub copied: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub copied_bytes: u64,
+    /// Delete markers written.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub markers: u64,
+    /// Versions (and markers) the destination already had.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub present: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub present_bytes: u64,
+    /// Versions a filter skipped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub filtered: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub filtered_bytes: u64,
+    /// Versions deleted at the source since they were listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vanished: u64,
+    /// Dry run: versions that would be copied.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_copy: u64,
+    /// Their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_copy_bytes: u64,
+    /// Dry run: delete markers that would be written.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_mark: u64,
 }

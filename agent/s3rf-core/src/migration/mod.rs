@@ -281,6 +281,7 @@ mod tests {
                 .collect(),
             mirror,
             dry_run: false,
+            versions: false,
         }
     }
 
@@ -370,7 +371,7 @@ mod tests {
     #[test]
     fn an_announced_page_keeps_the_listing_open() {
         // A page is recorded before the jobs of the pages it announces are
-        // published (control.rs), so a page never precedes its announcer.
+        // published (control/), so a page never precedes its announcer.
         let mut t = Tally::default();
         t.apply(1, 0, &planned(&[("x", "x")], false));
         t.apply(2, 0, &bucket("x", BucketState::Created));
@@ -448,6 +449,41 @@ mod tests {
         t.apply(5, 0, &retried);
         assert!(t.complete());
         assert_eq!((t.dead_lettered, t.copied, t.source_outcomes), (0, 1, 1));
+    }
+
+    #[test]
+    fn a_versioned_key_is_one_outcome_and_its_versions_are_counted() {
+        let mut t = Tally::default();
+        let versioned = LedgerEvent::Planned {
+            buckets: vec![("x".into(), "x".into())],
+            mirror: false,
+            dry_run: false,
+            versions: true,
+        };
+        t.apply(1, 0, &versioned);
+        t.apply(2, 0, &bucket("x", BucketState::Created));
+        t.apply(3, 0, &page("x", Side::Source, 0, 2, true));
+        let key = |copied, markers, present, replaces_failure| LedgerEvent::Versions {
+            counts: crate::migration::VersionCounts {
+                copied,
+                copied_bytes: copied * 10,
+                markers,
+                present,
+                ..Default::default()
+            },
+            replaces_failure,
+        };
+        t.apply(4, 0, &key(3, 1, 0, false));
+        assert!(!t.complete(), "one of two keys");
+        t.apply(5, 0, &obj(ObjectOutcome::CopyFailed));
+        assert!(t.complete());
+        t.apply(6, 0, &key(2, 0, 1, true));
+        assert!(t.complete() && t.versions);
+        assert_eq!(
+            (t.listed, t.copied, t.markers, t.skipped, t.dead_lettered),
+            (2, 5, 1, 1, 0)
+        );
+        assert_eq!((t.source_outcomes, t.copied_bytes), (2, 50));
     }
 
     #[test]

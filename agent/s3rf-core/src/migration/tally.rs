@@ -39,6 +39,10 @@ pub struct Tally {
     pub mirror: bool,
     /// Dry run.
     pub dry_run: bool,
+    /// Versioned: `listed` counts keys; `copied`, `skipped` (already at
+    /// the destination), `filtered` and `would_copy` count versions.
+    #[serde(default)]
+    pub versions: bool,
     /// Per source bucket.
     pub buckets: BTreeMap<String, BucketTally>,
     /// Source objects listed.
@@ -63,6 +67,15 @@ pub struct Tally {
     pub would_copy: u64,
     /// Their bytes.
     pub would_copy_bytes: u64,
+    /// Versioned migration: delete markers written.
+    #[serde(default)]
+    pub markers: u64,
+    /// Dry run: delete markers that would be written.
+    #[serde(default)]
+    pub would_mark: u64,
+    /// Versioned migration: versions deleted at the source after listing.
+    #[serde(default)]
+    pub vanished: u64,
     /// Jobs dead-lettered (copies and deletes).
     pub dead_lettered: u64,
     /// Destination objects checked in mirror mode.
@@ -112,10 +125,12 @@ impl Tally {
                 buckets,
                 mirror,
                 dry_run,
+                versions,
             } => {
                 self.planned = true;
                 self.mirror = *mirror;
                 self.dry_run = *dry_run;
+                self.versions = *versions;
                 for (src, dst) in buckets {
                     self.buckets.entry(src.clone()).or_default().dst_bucket = dst.clone();
                 }
@@ -168,6 +183,27 @@ impl Tally {
                 self.would_copy += counts.would_copy;
                 self.would_copy_bytes += counts.would_copy_bytes;
                 self.source_outcomes += counts.objects();
+            }
+            LedgerEvent::Versions {
+                counts: c,
+                replaces_failure,
+            } => {
+                if *replaces_failure {
+                    self.dead_lettered = self.dead_lettered.saturating_sub(1);
+                    self.source_outcomes = self.source_outcomes.saturating_sub(1);
+                }
+                self.copied += c.copied;
+                self.copied_bytes += c.copied_bytes;
+                self.skipped += c.present;
+                self.skipped_bytes += c.present_bytes;
+                self.filtered += c.filtered;
+                self.filtered_bytes += c.filtered_bytes;
+                self.would_copy += c.would_copy;
+                self.would_copy_bytes += c.would_copy_bytes;
+                self.markers += c.markers;
+                self.would_mark += c.would_mark;
+                self.vanished += c.vanished;
+                self.source_outcomes += 1;
             }
             LedgerEvent::Object {
                 outcome,

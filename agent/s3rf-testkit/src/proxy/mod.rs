@@ -150,7 +150,13 @@ struct State {
     kinds: BTreeMap<&'static str, u64>,
     /// A store's request-rate ceiling: SlowDown above it.
     slow_down: Option<SlowDown>,
+    /// Every request in arrival order: its operation and path (the first
+    /// `LOG_LIMIT`).
+    log: Vec<(Op, String)>,
 }
+
+/// Requests [`FaultProxy::requests`] keeps.
+const LOG_LIMIT: usize = 100_000;
 
 /// Answers 503 SlowDown to the requests beyond `per_sec` in each second,
 /// as S3 does above a prefix's request rate.
@@ -286,6 +292,12 @@ impl FaultProxy {
     /// The proxy's URL, for an endpoint's `url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Every request so far in arrival order (up to 100,000): its
+    /// operation and URL path (`/bucket/key`, path style).
+    pub fn requests(&self) -> Vec<(Op, String)> {
+        self.state.lock().unwrap().log.clone()
     }
 
     /// Adds a rule; rules are tried in the order they were added.
@@ -457,6 +469,9 @@ pub fn classify(method: &hyper::Method, path: &str, query: &str, copy_source: bo
 fn pick(state: &Mutex<State>, op: Op, ranged: bool, path: &str) -> Option<Fault> {
     let mut s = state.lock().unwrap();
     *s.seen.entry(op).or_default() += 1;
+    if s.log.len() < LOG_LIMIT {
+        s.log.push((op, path.to_owned()));
+    }
     let mut fault = s
         .slow_down
         .as_mut()

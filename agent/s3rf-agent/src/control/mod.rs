@@ -102,7 +102,7 @@ pub(crate) async fn handle(
         ControlJob::Migrate(m) => control.migrate(m, &default_id(delivery)).await,
         ControlJob::Bucket(b) => control.bucket(b).await,
         ControlJob::List(l) => control.list(l).await,
-        // The worker hands verification jobs to `verifying.rs`.
+        // The worker hands verification jobs to `verifying`.
         ControlJob::Verify(_) => Err(ControlError::Spec(
             "a verification job reached the migration handler; this is a bug of s3rf".to_owned(),
         )),
@@ -205,6 +205,7 @@ impl<'a> Control<'a> {
                     buckets: pairs.clone(),
                     mirror: spec.delete_extraneous,
                     dry_run: spec.dry_run,
+                    versions: spec.versions,
                 },
                 0,
             )
@@ -222,6 +223,7 @@ impl<'a> Control<'a> {
                     delete_extraneous: spec.delete_extraneous,
                     dry_run: spec.dry_run,
                     dst_bucket_new: false,
+                    versions: spec.versions,
                 };
                 let msg_id = format!("{id}:bucket:{}", migration::bucket_entity(src_bucket));
                 self.outgoing(JobKind::Bucket, msg_id, &scope)
@@ -240,6 +242,7 @@ impl<'a> Control<'a> {
         side: Side,
         listing: Listing,
         token: Option<String>,
+        version_marker: Option<(String, String)>,
     ) -> Outgoing {
         let s = &scope.0;
         let msg_id = format!(
@@ -255,6 +258,8 @@ impl<'a> Control<'a> {
             },
             page: listing.page,
             continuation_token: token,
+            version_marker: version_marker
+                .map(|(key, version_id)| s3rf_wire::VersionMarker { key, version_id }),
             prefix: listing.prefix,
             split: listing.split,
         };
@@ -267,7 +272,7 @@ impl<'a> Control<'a> {
         let entity = migration::bucket_entity(&s.bucket);
         let state = match self
             .executor
-            .ensure_bucket(&s.dst, &s.dst_bucket, s.dry_run)
+            .ensure_bucket(&s.dst, &s.dst_bucket, s.dry_run, s.versions)
             .await
         {
             Ok(state) => state,
@@ -288,14 +293,16 @@ impl<'a> Control<'a> {
             dst_bucket_new: state == BucketState::Created,
             ..s.clone()
         });
+        // A versioned listing is not split: its parallelism is one job
+        // per key.
         let first = || Listing {
             prefix: None,
-            split: self.list_split,
+            split: if s.versions { 0 } else { self.list_split },
             page: 0,
         };
-        let mut jobs = vec![self.list_job(&listing, Side::Source, first(), None)];
+        let mut jobs = vec![self.list_job(&listing, Side::Source, first(), None, None)];
         if s.delete_extraneous && state != BucketState::WouldCreate {
-            jobs.push(self.list_job(&listing, Side::Destination, first(), None));
+            jobs.push(self.list_job(&listing, Side::Destination, first(), None, None));
         }
         // Listing starts only now that the bucket exists.
         self.publish_all(jobs).await?;
@@ -331,7 +338,8 @@ impl<'a> Control<'a> {
         match side {
             Side::Destination => self.pending(JobKind::Delete).await,
             Side::Source => {
-                let copies = self.pending(JobKind::Copy).await?;
+                let copies =
+                    self.pending(JobKind::Copy).await? + self.pending(JobKind::Versions).await?;
                 if self.batch_objects < 2 {
                     return Some(copies);
                 }
@@ -420,6 +428,9 @@ impl<'a> Control<'a> {
     /// common prefix), then this page's object jobs.
     pub async fn list(&self, job: &ListJob) -> Result<(), ControlError> {
         let s = &job.scope.0;
+        if s.versions && job.side == Side::Source {
+            return self.list_versions(job).await;
+        }
         let (endpoint, bucket) = match job.side {
             Side::Source => (&s.src, &s.bucket),
             Side::Destination => (&s.dst, &s.dst_bucket),
@@ -474,7 +485,7 @@ impl<'a> Control<'a> {
                 split: job.split,
                 page: job.page + 1,
             };
-            ahead.push(self.list_job(&job.scope, job.side, next, Some(token)));
+            ahead.push(self.list_job(&job.scope, job.side, next, Some(token), None));
         }
         for p in page.prefixes {
             let child = Listing {
@@ -482,7 +493,7 @@ impl<'a> Control<'a> {
                 split: job.split.saturating_sub(1),
                 page: 0,
             };
-            ahead.push(self.list_job(&job.scope, job.side, child, None));
+            ahead.push(self.list_job(&job.scope, job.side, child, None, None));
         }
         self.publish_all(ahead).await?;
         let jobs = match job.side {
@@ -534,6 +545,8 @@ impl<'a> Control<'a> {
         Ok(())
     }
 }
+
+mod versions;
 
 #[cfg(test)]
 mod tests {

@@ -14,31 +14,38 @@
 //!   `deep` by reading both; else it matches by size only. Differing keys go to `<prefix>.verified.<id>.d`, then the
 //!   page's counts are recorded once at `<prefix>.verified.<id>.r.<page>`.
 //!
+//! With `filters` (`verify --filters`) each source object first goes
+//! through the agent's filter chain, as a copy would (`route`): one the
+//! filters skip is left out, and so is a destination object of the same
+//! key; one they rename is compared with the object under its new name
+//! (a HEAD), which is then claimed at `<prefix>.verified.<id>.c.<hash>`
+//! so that the page listing that key does not count it as extra (claims
+//! are settled when the results are read: `summary`, `differences`).
+//!
 //! A job holds one source page and one destination page, whatever the
 //! bucket's size. Listings must be in key order, as S3's are (directory
 //! buckets, which list unordered, are not supported).
 
-use std::time::Duration;
+use std::collections::HashSet;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{
-    self,
-    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
-    context::PublishErrorKind,
-};
+use async_nats::jetstream::{self, context::PublishErrorKind};
 use futures::StreamExt;
 use tracing::info;
 
 use crate::context::{Delivery, Shared};
 use crate::executor::ExecError;
 use crate::jetstream::{Outgoing, QueueError, publish_all, publish_failed, publish_stored};
-use crate::job::VerifyJob;
+use crate::job::{CopyJob, ObjectRef, Origin, VerifyJob};
 use crate::migration::{self, entity_hash};
 use crate::names::{JobKind, Names};
 use crate::outcome::Disposition;
+mod results;
+
+pub use results::{differences, summary};
+
 use crate::verify::{
-    Difference, Entry, Kind, Merge, Merged, Verdict, VerifyCounts, VerifyEvent, VerifySummary,
-    judge,
+    Difference, Entry, Kind, Merge, Merged, Verdict, VerifyCounts, VerifyEvent, judge,
 };
 
 /// Pairs settled at once by HEADs (or reads, `deep`) within a page.
@@ -198,6 +205,12 @@ struct Tallying<'a> {
 
 impl Tallying<'_> {
     fn differ(&mut self, key: &str, kind: Kind, why: Option<&str>) {
+        self.differ_at(key, kind, why, None);
+    }
+
+    /// A difference of a source key the filters renamed to `renamed`
+    /// (`None`: compared under its own name).
+    fn differ_at(&mut self, key: &str, kind: Kind, why: Option<&str>, renamed: Option<&ObjectRef>) {
         match kind {
             Kind::Missing => self.counts.missing += 1,
             Kind::Different => self.counts.different += 1,
@@ -205,14 +218,19 @@ impl Tallying<'_> {
         }
         let d = Difference {
             bucket: self.page.bucket.clone(),
-            dst_bucket: self.page.dst_bucket.clone(),
+            dst_bucket: renamed.map_or_else(|| self.page.dst_bucket.clone(), |r| r.bucket.clone()),
             key: key.to_owned(),
+            dst_key: renamed.map(|r| r.key.clone()),
             kind,
             why: why.map(str::to_owned),
         };
+        let hash = match renamed {
+            None => entity_hash(&[&self.page.bucket, key]),
+            Some(r) => entity_hash(&[&self.page.bucket, key, &r.bucket, &r.key]),
+        };
         self.pending.push(Outgoing {
             subject: self.shared.names.verify_differences(self.id),
-            msg_id: format!("vd:{}:{}", self.id, entity_hash(&[&self.page.bucket, key])),
+            msg_id: format!("vd:{}:{hash}", self.id),
             payload: serde_json::to_vec(&d).unwrap_or_default(),
         });
     }
@@ -233,7 +251,7 @@ impl Tallying<'_> {
         let (shared, spec, page) = (self.shared, self.spec, self.page);
         let mut settled = futures::stream::iter(unsure)
             .map(|(s, d)| async move {
-                let r = settle(shared, spec, page, &s, &d).await;
+                let r = settle(shared, spec, page, &page.dst_bucket, &s, &d).await;
                 (s.key, r)
             })
             .buffer_unordered(SETTLE_CONCURRENCY);
@@ -247,6 +265,46 @@ impl Tallying<'_> {
                 Settled::Differ { why, read } => {
                     self.counts.read += u64::from(read);
                     self.differ(&key, Kind::Different, Some(why));
+                }
+            }
+        }
+        if self.pending.len() >= DIFF_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Compares each source object the filters renamed with the object
+    /// under its new name, and claims the names found.
+    async fn take_renamed(&mut self, renamed: Vec<(Entry, ObjectRef)>) -> Result<(), VerifyError> {
+        let (shared, spec, page) = (self.shared, self.spec, self.page);
+        let mut compared = futures::stream::iter(renamed)
+            .map(|(s, to)| async move {
+                let r = compare_renamed(shared, spec, page, &s, &to).await;
+                (s.key, to, r)
+            })
+            .buffer_unordered(SETTLE_CONCURRENCY);
+        while let Some((key, to, r)) = compared.next().await {
+            self.counts.renamed += 1;
+            let Some(settled) = r? else {
+                self.differ_at(&key, Kind::Missing, None, Some(&to));
+                continue;
+            };
+            let entity = entity_hash(&[&to.bucket, &to.key]);
+            self.pending.push(Outgoing {
+                subject: shared.names.verify_claim(self.id, &entity),
+                msg_id: format!("vc:{}:{entity}", self.id),
+                payload: serde_json::to_vec(&(&page.bucket, &key)).unwrap_or_default(),
+            });
+            match settled {
+                Settled::Matching { read } => {
+                    self.counts.matching += 1;
+                    self.counts.read += u64::from(read);
+                }
+                Settled::SizeOnly => self.counts.size_only += 1,
+                Settled::Differ { why, read } => {
+                    self.counts.read += u64::from(read);
+                    self.differ_at(&key, Kind::Different, Some(why), Some(&to));
                 }
             }
         }
@@ -271,6 +329,63 @@ enum Settled {
     Differ { why: &'static str, read: bool },
 }
 
+/// Where the filters send one source object (`verify --filters`).
+enum Route {
+    /// To the destination object of the same key.
+    Same,
+    /// To another key (or bucket) at the destination.
+    Renamed(ObjectRef),
+    /// Nowhere: a filter skips it.
+    Skip,
+}
+
+/// Runs the filter chain over a listed source object as its copy would.
+async fn route(
+    shared: &Shared,
+    spec: &s3rf_wire::VerifyJob,
+    page: &s3rf_wire::VerifyPage,
+    e: &Entry,
+) -> Result<Route, ExecError> {
+    let at = |endpoint: &str, bucket: &str| ObjectRef {
+        endpoint: endpoint.to_owned(),
+        bucket: bucket.to_owned(),
+        key: e.key.clone(),
+    };
+    let dst = at(&spec.dst, &page.dst_bucket);
+    let job = CopyJob::new(at(&spec.src, &page.bucket), dst.clone(), Origin::Direct);
+    match shared.executor.filtered_destination(&job).await {
+        Ok(None) => Ok(Route::Skip),
+        Ok(Some(to)) if to == dst => Ok(Route::Same),
+        Ok(Some(to)) => Ok(Route::Renamed(to)),
+        // Gone since it was listed: compared as listed, like any other.
+        Err(e) if e.is_not_found() => Ok(Route::Same),
+        Err(e) => Err(e),
+    }
+}
+
+/// Compares a source object with the object the filters renamed it to;
+/// `None` when that is missing.
+async fn compare_renamed(
+    shared: &Shared,
+    spec: &s3rf_wire::VerifyJob,
+    page: &s3rf_wire::VerifyPage,
+    src: &Entry,
+    to: &ObjectRef,
+) -> Result<Option<Settled>, ExecError> {
+    let Some((dst, _)) = shared
+        .executor
+        .head_entry(&spec.dst, &to.bucket, &to.key)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(match judge(src, &dst) {
+        Verdict::Same => Settled::Matching { read: false },
+        Verdict::Differ(why) => Settled::Differ { why, read: false },
+        Verdict::Unsure => settle(shared, spec, page, &to.bucket, src, &dst).await?,
+    }))
+}
+
 /// Settles a pair whose checksums the listings cannot compare: with the
 /// ETags a HEAD gives where a listing gave none, then the source ETag s3rf
 /// recorded on the destination, then (`deep`) the bytes.
@@ -278,11 +393,12 @@ async fn settle(
     shared: &Shared,
     spec: &s3rf_wire::VerifyJob,
     page: &s3rf_wire::VerifyPage,
+    dst_bucket: &str,
     src: &Entry,
     dst: &Entry,
 ) -> Result<Settled, ExecError> {
     let ex = &shared.executor;
-    let (dst_etag, recorded) = ex.head_etags(&spec.dst, &page.dst_bucket, &dst.key).await?;
+    let (dst_etag, recorded) = ex.head_etags(&spec.dst, dst_bucket, &dst.key).await?;
     let src_etag = match &src.etag {
         Some(e) => Some(e.clone()),
         None => ex.head_etags(&spec.src, &page.bucket, &src.key).await?.0,
@@ -310,7 +426,7 @@ async fn settle(
     }
     let (a, b) = tokio::try_join!(
         ex.read_md5(&spec.src, &page.bucket, &src.key),
-        ex.read_md5(&spec.dst, &page.dst_bucket, &dst.key),
+        ex.read_md5(&spec.dst, dst_bucket, &dst.key),
     )?;
     Ok(if a == b {
         Settled::Matching { read: true }
@@ -342,11 +458,10 @@ async fn compare_page(
         )
         .await?;
     let last = src.next.is_none() || src.objects.is_empty();
-    let merge = Merge::new(src.objects);
     let bound = if last {
         None
     } else {
-        merge.last_key().map(str::to_owned)
+        src.objects.iter().map(|e| &e.key).max().cloned()
     };
     if let Some(after) = &bound {
         let next = s3rf_wire::VerifyPage {
@@ -356,15 +471,24 @@ async fn compare_page(
         };
         publish_all(&shared.js, vec![page_job(&shared.names, spec, id, next)]).await?;
     }
-    let mut merge = merge;
+    let (kept, renamed, skipped) = if spec.filters {
+        routes(shared, spec, page, src.objects).await?
+    } else {
+        (src.objects, Vec::new(), HashSet::new())
+    };
+    let mut merge = Merge::new(kept);
     let mut t = Tallying {
         shared,
         spec,
         id,
         page,
-        counts: VerifyCounts::default(),
+        counts: VerifyCounts {
+            filtered: skipped.len() as u64,
+            ..VerifyCounts::default()
+        },
         pending: Vec::new(),
     };
+    t.take_renamed(renamed).await?;
     let mut after = page.start_after.clone();
     loop {
         let mut dst = ex
@@ -386,7 +510,9 @@ async fn compare_page(
                 break;
             }
             after = Some(d.key.clone());
-            merge.feed(d, &mut merged);
+            if !skipped.contains(&d.key) {
+                merge.feed(d, &mut merged);
+            }
         }
         t.take(merged).await?;
         if done {
@@ -416,82 +542,29 @@ async fn compare_page(
     Ok(())
 }
 
-/// Reads every message of `subject` (a filter) in order.
-async fn read_all(
-    js: &jetstream::Context,
-    names: &Names,
-    subject: String,
-) -> Result<Vec<Vec<u8>>, QueueError> {
-    let name = names.verify_stream();
-    let stream = js
-        .get_stream(&name)
-        .await
-        .map_err(|e| queue_err("stream", &name, e))?;
-    let mut consumer: PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject,
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(30),
-            ..Default::default()
+/// A page's source objects by where the filters send them: compared
+/// under their own key, renamed (with where to), and the keys skipped.
+async fn routes(
+    shared: &Shared,
+    spec: &s3rf_wire::VerifyJob,
+    page: &s3rf_wire::VerifyPage,
+    objects: Vec<Entry>,
+) -> Result<(Vec<Entry>, Vec<(Entry, ObjectRef)>, HashSet<String>), ExecError> {
+    let mut routed = futures::stream::iter(objects)
+        .map(|e| async move {
+            let r = route(shared, spec, page, &e).await;
+            (e, r)
         })
-        .await
-        .map_err(|e| queue_err("consumer", &name, e))?;
-    let mut pending = consumer
-        .info()
-        .await
-        .map_err(|e| queue_err("consumer", &name, e))?
-        .num_pending;
-    let mut out = Vec::new();
-    while pending > 0 {
-        let want = usize::try_from(pending.min(1000)).unwrap_or(1000);
-        let mut batch = consumer
-            .fetch()
-            .max_messages(want)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .map_err(|e| queue_err("consumer", &name, e))?;
-        let mut got = 0u64;
-        while let Some(m) = batch.next().await {
-            let Ok(m) = m else { continue };
-            got += 1;
-            out.push(m.payload.to_vec());
-        }
-        if got == 0 {
-            break;
-        }
-        pending = pending.saturating_sub(got);
-    }
-    Ok(out)
-}
-
-/// A verification's summary from its recorded results.
-pub async fn summary(
-    js: &jetstream::Context,
-    names: &Names,
-    id: &str,
-) -> Result<VerifySummary, QueueError> {
-    let mut s = VerifySummary::default();
-    for payload in read_all(js, names, names.verify_results(id)).await? {
-        if let Ok(e) = serde_json::from_slice::<VerifyEvent>(&payload) {
-            s.apply(&e);
+        .buffer_unordered(SETTLE_CONCURRENCY);
+    let (mut kept, mut renamed, mut skipped) = (Vec::new(), Vec::new(), HashSet::new());
+    while let Some((e, r)) = routed.next().await {
+        match r? {
+            Route::Same => kept.push(e),
+            Route::Renamed(to) => renamed.push((e, to)),
+            Route::Skip => {
+                skipped.insert(e.key);
+            }
         }
     }
-    Ok(s)
-}
-
-/// A verification's differing keys, each once, in bucket and key order.
-pub async fn differences(
-    js: &jetstream::Context,
-    names: &Names,
-    id: &str,
-) -> Result<Vec<Difference>, QueueError> {
-    let mut by_key = std::collections::BTreeMap::new();
-    for payload in read_all(js, names, names.verify_differences(id)).await? {
-        if let Ok(d) = serde_json::from_slice::<Difference>(&payload) {
-            by_key.insert((d.bucket.clone(), d.key.clone()), d);
-        }
-    }
-    Ok(by_key.into_values().collect())
+    Ok((kept, renamed, skipped))
 }
