@@ -231,14 +231,13 @@ impl Executor {
         }
     }
 
-    /// The source version id a destination version records, if any.
-    pub async fn recorded_source_version(
+    /// A HEAD of one version of `obj`.
+    async fn head_version(
         &self,
         obj: &ObjectRef,
         version_id: &str,
-    ) -> Result<Option<String>, ExecError> {
-        let store = self.store(obj)?;
-        let head = store
+    ) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput, ExecError> {
+        self.store(obj)?
             .client
             .head_object()
             .bucket(&obj.bucket)
@@ -246,8 +245,16 @@ impl Executor {
             .version_id(version_id)
             .send()
             .await
-            .map_err(|e| classify("HeadObject", &target(obj), e));
-        match head {
+            .map_err(|e| classify("HeadObject", &target(obj), e))
+    }
+
+    /// The source version id a destination version records, if any.
+    pub async fn recorded_source_version(
+        &self,
+        obj: &ObjectRef,
+        version_id: &str,
+    ) -> Result<Option<String>, ExecError> {
+        match self.head_version(obj, version_id).await {
             Ok(h) => Ok(h
                 .metadata()
                 .and_then(|m| m.get(META_SOURCE_VERSION))
@@ -264,17 +271,7 @@ impl Executor {
         obj: &ObjectRef,
         version_id: &str,
     ) -> Result<bool, ExecError> {
-        let store = self.store(obj)?;
-        let head = store
-            .client
-            .head_object()
-            .bucket(&obj.bucket)
-            .key(&obj.key)
-            .version_id(version_id)
-            .send()
-            .await
-            .map_err(|e| classify("HeadObject", &target(obj), e));
-        match head {
+        match self.head_version(obj, version_id).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             // A HEAD of a delete marker's version answers 405.

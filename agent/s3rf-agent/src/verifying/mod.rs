@@ -256,22 +256,27 @@ impl Tallying<'_> {
             })
             .buffer_unordered(SETTLE_CONCURRENCY);
         while let Some((key, r)) = settled.next().await {
-            match r? {
-                Settled::Matching { read } => {
-                    self.counts.matching += 1;
-                    self.counts.read += u64::from(read);
-                }
-                Settled::SizeOnly => self.counts.size_only += 1,
-                Settled::Differ { why, read } => {
-                    self.counts.read += u64::from(read);
-                    self.differ(&key, Kind::Different, Some(why));
-                }
-            }
+            self.count(&key, r?, None);
         }
         if self.pending.len() >= DIFF_BATCH {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Counts a pair as settled (compared under a new name if `renamed`).
+    fn count(&mut self, key: &str, settled: Settled, renamed: Option<&ObjectRef>) {
+        match settled {
+            Settled::Matching { read } => {
+                self.counts.matching += 1;
+                self.counts.read += u64::from(read);
+            }
+            Settled::SizeOnly => self.counts.size_only += 1,
+            Settled::Differ { why, read } => {
+                self.counts.read += u64::from(read);
+                self.differ_at(key, Kind::Different, Some(why), renamed);
+            }
+        }
     }
 
     /// Compares each source object the filters renamed with the object
@@ -296,17 +301,7 @@ impl Tallying<'_> {
                 msg_id: format!("vc:{}:{entity}", self.id),
                 payload: serde_json::to_vec(&(&page.bucket, &key)).unwrap_or_default(),
             });
-            match settled {
-                Settled::Matching { read } => {
-                    self.counts.matching += 1;
-                    self.counts.read += u64::from(read);
-                }
-                Settled::SizeOnly => self.counts.size_only += 1,
-                Settled::Differ { why, read } => {
-                    self.counts.read += u64::from(read);
-                    self.differ_at(&key, Kind::Different, Some(why), Some(&to));
-                }
-            }
+            self.count(&key, settled, Some(&to));
         }
         if self.pending.len() >= DIFF_BATCH {
             self.flush().await?;

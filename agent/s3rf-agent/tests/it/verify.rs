@@ -4,7 +4,6 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::StreamExt;
 use s3rf_testkit::pattern_bytes;
 
@@ -23,51 +22,6 @@ fn verify(env: &TestEnv, config: &std::path::PathBuf, args: &[&str]) -> Output {
     let mut c = env.agent_command(config);
     c.arg("verify").args(args);
     c.output().unwrap()
-}
-
-/// Uploads `body` to `bucket/key` as a two-part multipart upload (its ETag
-/// is then not an MD5 of the bytes).
-async fn put_multipart(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
-    let up = s3
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    let id = up.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for (n, chunk) in [&body[..5 * MIB], &body[5 * MIB..]].into_iter().enumerate() {
-        let n = i32::try_from(n + 1).unwrap();
-        let p = s3
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(id)
-            .part_number(n)
-            .body(chunk.to_vec().into())
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(p.e_tag().unwrap())
-                .build(),
-        );
-    }
-    s3.complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
 }
 
 /// A migration verifies clean, including an object copied in parts (its
@@ -173,8 +127,8 @@ async fn deep_reads_what_checksums_cannot_settle() {
     let other = pattern_bytes(5 * MIB + 1000, 2);
     put(&fs, &b, "same", same.clone()).await;
     put(&fs, &b, "other", same.clone()).await;
-    put_multipart(&fs, &dst, "same", &same).await;
-    put_multipart(&fs, &dst, "other", &other).await;
+    put_in_two_parts(&fs, &dst, "same", &same, None, None).await;
+    put_in_two_parts(&fs, &dst, "other", &other, None, None).await;
     let opts = AgentOpts::default();
     let config = env.write_config(&opts);
     let _agent = env.spawn_agent(&opts).await;

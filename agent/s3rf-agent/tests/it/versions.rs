@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, VersioningConfiguration,
-};
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use s3rf_agent::migration::BucketState;
 use s3rf_testkit::proxy::{FaultProxy, Op};
 use s3rf_testkit::{pattern_bytes, unique_bucket};
@@ -76,57 +74,15 @@ async fn put_version(
 /// A version written as a two-part multipart upload (5 MiB + 1 MiB).
 async fn put_multipart_version(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Entry {
     let body = pattern_bytes(6 * MIB + 17, 42);
-    let up = s3
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .content_type("text/multipart")
-        .tagging("version=mp")
-        .send()
-        .await
-        .expect("create upload");
-    let id = up.upload_id().expect("upload id");
-    let mut parts = Vec::new();
-    for (n, chunk) in [&body[..5 * MIB], &body[5 * MIB..]].into_iter().enumerate() {
-        let n = i32::try_from(n).unwrap() + 1;
-        let p = s3
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(id)
-            .part_number(n)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
-            .await
-            .expect("upload part");
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .set_e_tag(p.e_tag().map(str::to_owned))
-                .build(),
-        );
-    }
-    // moto answers with a root element the SDK refuses
-    // (CompleteMultipartUploadResponse); the upload is complete all the same.
-    let done = s3
-        .complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await;
-    if let Err(e) = &done {
-        assert_eq!(
-            e.raw_response().map(|r| r.status().as_u16()),
-            Some(200),
-            "complete upload: {e:?}"
-        );
-    }
+    put_in_two_parts(
+        s3,
+        bucket,
+        key,
+        &body,
+        Some("text/multipart"),
+        Some("version=mp"),
+    )
+    .await;
     let head = s3
         .head_object()
         .bucket(bucket)
