@@ -55,6 +55,26 @@ pub fn versions(counts: &crate::migration::VersionCounts) {
     counter!(VERSIONS, "outcome" => "present").increment(counts.present);
 }
 
+/// Objects verification pages compared, by `result` (`matching`,
+/// `size_only`, `missing`, `different`, `extra`: as the page saw it, before
+/// claims by renamed objects; `filtered`, `renamed`: `verify --filters`).
+pub const VERIFIED: &str = "s3rf_verified_objects_total";
+
+/// A verification page's counts, once per page.
+pub fn verified(c: &crate::verify::VerifyCounts) {
+    for (result, n) in [
+        ("matching", c.matching),
+        ("size_only", c.size_only),
+        ("missing", c.missing),
+        ("different", c.different),
+        ("extra", c.extra),
+        ("filtered", c.filtered),
+        ("renamed", c.renamed),
+    ] {
+        counter!(VERIFIED, "result" => result).increment(n);
+    }
+}
+
 /// Installs the global recorder (once per process) and returns its handle.
 pub fn install() -> Option<PrometheusHandle> {
     PrometheusBuilder::new()
@@ -175,6 +195,7 @@ mod tests {
             RATE_SHARE,
             SCHEDULED_RUNS,
             VERSIONS,
+            VERIFIED,
             COPIED_BYTES,
             COPIES_IN_FLIGHT,
             COPY_DURATION,
@@ -186,7 +207,7 @@ mod tests {
         let dashboard = include_str!("../../../systemd/monitoring/s3rf-dashboard.json");
         let alerts = include_str!("../../../systemd/monitoring/s3rf-alerts.yml");
         let json: serde_json::Value = serde_json::from_str(dashboard).unwrap();
-        assert_eq!(json["panels"].as_array().map(Vec::len), Some(13));
+        assert_eq!(json["panels"].as_array().map(Vec::len), Some(14));
         let mut seen = 0;
         for text in [dashboard, alerts] {
             let mut rest = text;

@@ -528,12 +528,15 @@ async fn compare_page(
         "p{}",
         entity_hash(&[&page.bucket, &page.number.to_string()])
     );
-    publish_once(
+    let first = publish_once(
         &shared.js,
         &shared.names.verify_result(id, &entity),
         serde_json::to_vec(&event).unwrap_or_default(),
     )
     .await?;
+    if first {
+        crate::metrics::verified(&t.counts);
+    }
     Ok(())
 }
 

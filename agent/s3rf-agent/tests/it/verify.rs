@@ -186,9 +186,10 @@ async fn filters_are_applied_as_the_migration_applied_them() {
     {
         put(&fs, &b, key, body(i as u64)).await;
     }
+    let port = s3rf_testkit::free_port().unwrap();
     let opts = AgentOpts {
         page_size: 2,
-        extra_toml: filters_toml(&dir),
+        extra_toml: filters_toml(&dir) + &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
         ..AgentOpts::default()
     };
     let config = env.write_config(&opts);
@@ -279,6 +280,17 @@ async fn filters_are_applied_as_the_migration_applied_them() {
     .collect();
     assert_eq!(bucket_contents(&fs, &dst).await, want);
     assert_eq!(env.dead_letter_count().await, 0);
+    // Three verifications with the filters, one without: each page counted
+    // once in /metrics.
+    let (status, metrics) =
+        tokio::task::spawn_blocking(move || crate::lifecycle::http_get(port, "/metrics"))
+            .await
+            .unwrap();
+    assert_eq!(status, 200);
+    for (result, n) in [("renamed", 6), ("filtered", 3), ("missing", 3)] {
+        let line = format!("s3rf_verified_objects_total{{result=\"{result}\"}} {n}\n");
+        assert!(metrics.contains(&line), "{line:?} in:\n{metrics}");
+    }
 }
 
 /// Puts `n` small objects `k<i>` into `bucket`, 64 at a time.
