@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, Event, NotificationConfiguration, QueueConfiguration,
-};
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use s3rf_testkit::{pattern_bytes, unique_bucket};
 
@@ -180,53 +178,8 @@ async fn real_notifications_converge() {
         .send()
         .await
         .unwrap();
-    let up = moto
-        .create_multipart_upload()
-        .bucket(&s.src)
-        .key("big multipart")
-        .send()
-        .await
-        .unwrap();
-    let id = up.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for n in 1..=2 {
-        let body = pattern_bytes(if n == 1 { 5 * MIB } else { 1000 }, 50 + n as u64);
-        let p = moto
-            .upload_part()
-            .bucket(&s.src)
-            .key("big multipart")
-            .upload_id(id)
-            .part_number(n)
-            .body(body.into())
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(p.e_tag().unwrap())
-                .build(),
-        );
-    }
-    let completed = moto
-        .complete_multipart_upload()
-        .bucket(&s.src)
-        .key("big multipart")
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await;
-    // moto sometimes answers with a mis-rooted XML body although it completed.
-    if let Err(e) = completed {
-        assert!(
-            exists(&moto, &s.src, "big multipart").await,
-            "multipart upload failed: {e:?}"
-        );
-    }
+    let big = pattern_bytes(5 * MIB + 1000, 51);
+    put_in_two_parts(&moto, &s.src, "big multipart", &big, None, None).await;
     moto.delete_object()
         .bucket(&s.src)
         .key("with space.txt")
