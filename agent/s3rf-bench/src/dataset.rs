@@ -65,6 +65,15 @@ pub fn defaults() -> Vec<Dataset> {
         .collect()
 }
 
+/// The WAN profile's datasets: each run pays the link's latency, so fewer
+/// objects give the same steady state in a fraction of the time.
+pub fn wan_defaults() -> Vec<Dataset> {
+    ["small=2000x4KiB", "medium=100x8MiB", "large=2x256MiB"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
 impl Dataset {
     /// Total bytes.
     pub fn bytes(&self) -> u64 {

@@ -8,8 +8,11 @@ mod dataset;
 mod limit;
 mod peers;
 mod report;
+mod requests;
 mod s3rf;
 mod scale;
+mod shaper;
+mod tools;
 mod usage;
 
 use std::path::PathBuf;

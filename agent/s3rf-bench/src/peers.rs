@@ -7,6 +7,34 @@ use std::process::Command;
 use anyhow::Result;
 use s3rf_testkit::{S3Server, find_binary};
 
+/// An S3 endpoint as the tools see it: the server itself, or the shaping
+/// proxy in front of it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+}
+
+impl Endpoint {
+    /// `server` reached at `url`.
+    pub fn at(server: &S3Server, url: String) -> Self {
+        Self {
+            url,
+            access_key: server.access_key.clone(),
+            secret_key: server.secret_key.clone(),
+        }
+    }
+
+    /// A client of this endpoint.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        s3rf_testkit::s3_client(&self.url, &self.access_key, &self.secret_key)
+    }
+}
+
 use crate::usage::{Usage, run_measured};
 
 /// Same endpoint (server-side copy) or across endpoints (streamed).
@@ -44,14 +72,52 @@ pub struct Tuning {
     pub server_side_multipart_threshold: u64,
 }
 
+/// How the tools of one table are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// Every tool as installed, no tuning flags: what users get.
+    Defaults,
+    /// Every tool with this many objects at once (and the same part
+    /// settings).
+    Equal(usize),
+}
+
+impl Setting {
+    /// Name in headings.
+    pub fn name(self) -> String {
+        match self {
+            Self::Defaults => "each tool's defaults".into(),
+            Self::Equal(n) => format!("{n} objects at once for every tool"),
+        }
+    }
+}
+
+impl std::str::FromStr for Setting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("defaults") {
+            return Ok(Self::Defaults);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Self::Equal(n)),
+            _ => Err(format!(
+                "{s:?}: give a number of objects at once, or `defaults`"
+            )),
+        }
+    }
+}
+
 /// Where a copy goes.
 pub struct Route<'a> {
-    /// Source server.
-    pub src: &'a S3Server,
+    /// Source endpoint.
+    pub src: &'a Endpoint,
     /// Source bucket.
     pub src_bucket: &'a str,
-    /// Destination server (the source server in [`Mode::Same`]).
-    pub dst: &'a S3Server,
+    /// Destination endpoint (the source in [`Mode::Same`]).
+    pub dst: &'a Endpoint,
+    /// Source and destination are one endpoint (copies are server-side).
+    pub same: bool,
     /// Destination bucket, which exists and is empty.
     pub dst_bucket: &'a str,
     /// For log files.
@@ -105,8 +171,9 @@ impl Peer {
         }
     }
 
-    /// Copies `route` and measures the tool's process.
-    pub async fn run(&self, route: &Route<'_>, t: &Tuning) -> Result<Usage> {
+    /// Copies `route` and measures the tool's process; `t` `None` runs the
+    /// tool at its own defaults (what a user gets without tuning).
+    pub async fn run(&self, route: &Route<'_>, t: Option<&Tuning>) -> Result<Usage> {
         let log = route.work.join(format!("{}.log", route.label));
         let cmd = match self {
             Self::Rclone(bin) => rclone(bin, route, t),
@@ -128,28 +195,29 @@ fn mib(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20)
 }
 
-fn rclone(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
+fn rclone(bin: &Path, r: &Route<'_>, t: Option<&Tuning>) -> Command {
     let mut cmd = Command::new(bin);
     for (name, s) in [("SRC", r.src), ("DST", r.dst)] {
         let env = |k: &str| format!("RCLONE_CONFIG_{name}_{k}");
         cmd.env(env("TYPE"), "s3")
             .env(env("PROVIDER"), "Other")
-            .env(env("ENDPOINT"), s.url())
+            .env(env("ENDPOINT"), s.url.clone())
             .env(env("ACCESS_KEY_ID"), &s.access_key)
             .env(env("SECRET_ACCESS_KEY"), &s.secret_key)
             .env(env("FORCE_PATH_STYLE"), "true");
     }
     // One remote for both sides makes rclone copy server-side.
-    let dst_remote = if std::ptr::eq(r.src, r.dst) {
-        "SRC"
-    } else {
-        "DST"
-    };
+    let dst_remote = if r.same { "SRC" } else { "DST" };
     cmd.env_remove("AWS_CA_BUNDLE")
         .arg("copy")
         .arg(format!("SRC:{}", r.src_bucket))
         .arg(format!("{dst_remote}:{}", r.dst_bucket))
-        .args(["--transfers", &t.concurrency.to_string()])
+        // Not tuning: the bench creates the bucket, as for every peer.
+        .arg("--s3-no-check-bucket");
+    let Some(t) = t else {
+        return cmd;
+    };
+    cmd.args(["--transfers", &t.concurrency.to_string()])
         .args(["--checkers", &t.concurrency.to_string()])
         .args(["--s3-upload-concurrency", &t.part_concurrency.to_string()])
         .args(["--s3-chunk-size", &format!("{}Mi", mib(t.part_size))])
@@ -160,30 +228,33 @@ fn rclone(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
         .args([
             "--s3-copy-cutoff",
             &format!("{}Mi", mib(t.server_side_multipart_threshold)),
-        ])
-        .arg("--s3-no-check-bucket");
+        ]);
     cmd
 }
 
-fn aws(bin: &Path, r: &Route<'_>, t: &Tuning) -> Result<Command> {
+fn aws(bin: &Path, r: &Route<'_>, t: Option<&Tuning>) -> Result<Command> {
     let config = r.work.join(format!("{}.aws-config", r.label));
     // awscli copies with one request below multipart_threshold; give it
     // s3rf's thresholds (server-side in this mode) so that all tools use the
     // same requests.
-    std::fs::write(
-        &config,
-        format!(
-            "[default]\nregion = us-east-1\n\
-             request_checksum_calculation = when_required\n\
-             response_checksum_validation = when_required\n\
-             s3 =\n  max_concurrent_requests = {}\n  max_queue_size = {}\n  \
-             multipart_threshold = {}\n  multipart_chunksize = {}\n  addressing_style = path\n",
+    // The checksum settings are not tuning: s3s-fs refuses the flexible
+    // checksums awscli sends by default.
+    let mut text = "[default]\nregion = us-east-1\n\
+                    request_checksum_calculation = when_required\n\
+                    response_checksum_validation = when_required\n\
+                    s3 =\n  addressing_style = path\n"
+        .to_owned();
+    if let Some(t) = t {
+        text.push_str(&format!(
+            "  max_concurrent_requests = {}\n  max_queue_size = {}\n  \
+             multipart_threshold = {}\n  multipart_chunksize = {}\n",
             t.concurrency,
             t.concurrency * 100,
             t.server_side_multipart_threshold + 1,
             t.part_size,
-        ),
-    )?;
+        ));
+    }
+    std::fs::write(&config, text)?;
     let mut cmd = Command::new(bin);
     cmd.env_remove("AWS_CA_BUNDLE")
         .env_remove("AWS_PROFILE")
@@ -192,13 +263,13 @@ fn aws(bin: &Path, r: &Route<'_>, t: &Tuning) -> Result<Command> {
         .env("AWS_ACCESS_KEY_ID", &r.src.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &r.src.secret_key)
         .args(["s3", "sync", "--only-show-errors", "--endpoint-url"])
-        .arg(r.src.url())
+        .arg(r.src.url.clone())
         .arg(format!("s3://{}", r.src_bucket))
         .arg(format!("s3://{}", r.dst_bucket));
     Ok(cmd)
 }
 
-fn s5cmd(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
+fn s5cmd(bin: &Path, r: &Route<'_>, t: Option<&Tuning>) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env_remove("AWS_CA_BUNDLE")
         .env_remove("AWS_PROFILE")
@@ -207,24 +278,28 @@ fn s5cmd(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", &r.src.secret_key)
         .env("AWS_REGION", "us-east-1")
         .args(["--log", "error", "--endpoint-url"])
-        .arg(r.src.url())
-        .args(["--numworkers", &t.concurrency.to_string()])
-        .arg("cp")
-        .args(["--concurrency", &t.part_concurrency.to_string()])
-        .args(["--part-size", &mib(t.part_size).to_string()])
-        .arg(format!("s3://{}/*", r.src_bucket))
+        .arg(&r.src.url);
+    if let Some(t) = t {
+        cmd.args(["--numworkers", &t.concurrency.to_string()]);
+    }
+    cmd.arg("cp");
+    if let Some(t) = t {
+        cmd.args(["--concurrency", &t.part_concurrency.to_string()])
+            .args(["--part-size", &mib(t.part_size).to_string()]);
+    }
+    cmd.arg(format!("s3://{}/*", r.src_bucket))
         .arg(format!("s3://{}/", r.dst_bucket));
     cmd
 }
 
-fn s3sync(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
+fn s3sync(bin: &Path, r: &Route<'_>, t: Option<&Tuning>) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env_remove("AWS_CA_BUNDLE")
         .env_remove("AWS_PROFILE")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_CONFIG_FILE", "/dev/null")
-        .args(["--source-endpoint-url", &r.src.url()])
-        .args(["--target-endpoint-url", &r.dst.url()])
+        .args(["--source-endpoint-url", &r.src.url])
+        .args(["--target-endpoint-url", &r.dst.url])
         .args(["--source-access-key", &r.src.access_key])
         .args(["--source-secret-access-key", &r.src.secret_key])
         .args(["--target-access-key", &r.dst.access_key])
@@ -235,15 +310,17 @@ fn s3sync(bin: &Path, r: &Route<'_>, t: &Tuning) -> Command {
             "--target-region",
             "us-east-1",
         ])
-        .args(["--source-force-path-style", "--target-force-path-style"])
-        .args(["--worker-size", &t.concurrency.to_string()])
-        .args(["--max-parallel-uploads", &t.part_concurrency.to_string()])
-        .args(["--multipart-chunksize", &format!("{}MiB", mib(t.part_size))])
-        .args([
-            "--multipart-threshold",
-            &format!("{}MiB", mib(t.multipart_threshold) + 1),
-        ]);
-    if std::ptr::eq(r.src, r.dst) {
+        .args(["--source-force-path-style", "--target-force-path-style"]);
+    if let Some(t) = t {
+        cmd.args(["--worker-size", &t.concurrency.to_string()])
+            .args(["--max-parallel-uploads", &t.part_concurrency.to_string()])
+            .args(["--multipart-chunksize", &format!("{}MiB", mib(t.part_size))])
+            .args([
+                "--multipart-threshold",
+                &format!("{}MiB", mib(t.multipart_threshold) + 1),
+            ]);
+    }
+    if r.same {
         cmd.arg("--server-side-copy");
     }
     cmd.arg(format!("s3://{}", r.src_bucket))

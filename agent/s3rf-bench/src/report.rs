@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use crate::dataset::Dataset;
 use crate::limit::Limit;
-use crate::peers::Mode;
+use crate::peers::{Mode, Setting};
+use crate::requests::Kind;
+use crate::shaper::{Counts, Link};
 use crate::usage::Usage;
 
 /// What became of one tool in one section.
@@ -24,6 +26,8 @@ pub enum Outcome {
 pub struct Row {
     /// Tool name.
     pub tool: String,
+    /// Tool key (`s3rf`, `s3rf-2`, `rclone`, …).
+    pub key: String,
     /// s3rf rather than a peer.
     pub s3rf: bool,
     /// Result.
@@ -37,6 +41,10 @@ pub struct Section {
     pub dataset: Dataset,
     /// Where it went.
     pub mode: Mode,
+    /// How the tools were set.
+    pub setting: Setting,
+    /// The emulated link (WAN profile), if any.
+    pub link: Option<Link>,
     /// The raw server limit, per repetition.
     pub limits: Vec<Limit>,
     /// Tools.
@@ -128,25 +136,70 @@ impl Section {
         self.dataset.size < (1 << 20)
     }
 
+    fn wan(&self) -> bool {
+        self.link.is_some_and(|l| !l.rtt.is_zero())
+    }
+
+    /// Median wall of the row with `key`.
+    fn wall_of(&self, key: &str) -> Option<Duration> {
+        self.rows
+            .iter()
+            .find(|r| r.key == key)
+            .and_then(|r| self.summary(r))
+            .map(|s| s.wall)
+    }
+
     /// The target for this section and whether s3rf meets it.
     pub fn verdict(&self) -> String {
-        let (Some(s), Some((peer, best))) = (self.s3rf(), self.best_peer()) else {
-            return "no verdict: s3rf or every peer has no result".into();
+        let met = |ok: bool| if ok { "met" } else { "NOT met" };
+        let Some(s) = self.s3rf() else {
+            return "no verdict: s3rf has no result".into();
+        };
+        let cap = self.link.and_then(|l| l.bytes_per_sec);
+        if self.wan()
+            && !self.small()
+            && self.mode == Mode::Cross
+            && let Some(cap) = cap
+        {
+            let f = self.dataset.bytes() as f64 / secs(s.wall) / cap;
+            return format!(
+                "MB/s at {:.0}% of the {:.0} MB/s cap (target >= 90%): {}",
+                f * 100.0,
+                cap / 1e6,
+                met(f >= 0.9)
+            );
+        }
+        let Some((peer, best)) = self.best_peer() else {
+            return "no verdict: every peer has no result".into();
         };
         let ratio = secs(best) / secs(s.wall);
-        if self.small() {
-            let ok = ratio >= 1.5;
-            format!(
-                "objects/s {ratio:.2}x {peer} (target >= 1.5x): {}",
-                if ok { "met" } else { "NOT met" }
-            )
+        if self.small() || self.wan() {
+            let target = match (self.wan(), self.setting, self.mode) {
+                (true, Setting::Defaults, _) | (false, _, Mode::Same) => 1.5,
+                (true, Setting::Equal(_), _) | (false, _, Mode::Cross) => 1.2,
+            };
+            let what = if self.small() { "objects/s" } else { "MB/s" };
+            let mut v = format!(
+                "{what} {ratio:.2}x {peer} (target >= {target}x): {}",
+                met(ratio >= target)
+            );
+            if self.wan()
+                && let (Some(one), Some(two)) = (self.wall_of("s3rf"), self.wall_of("s3rf-2"))
+            {
+                let f = secs(one) / secs(two);
+                v.push_str(&format!(
+                    "; 2 agents {f:.2}x 1 agent (target >= 1.8x): {}",
+                    met(f >= 1.8)
+                ));
+            }
+            v
         } else {
             let of_limit = self.limit_wall().map(|l| secs(l) / secs(s.wall));
             let ok = ratio >= 1.2 && of_limit.is_some_and(|f| f >= 0.8);
             format!(
                 "MB/s {ratio:.2}x {peer} (target >= 1.2x), {} of the limit (target >= 80%): {}",
                 of_limit.map_or("?".into(), |f| format!("{:.0}%", f * 100.0)),
-                if ok { "met" } else { "NOT met" }
+                met(ok)
             )
         }
     }
@@ -155,12 +208,24 @@ impl Section {
     pub fn markdown(&self) -> String {
         let d = &self.dataset;
         let mut out = String::new();
-        let _ = writeln!(out, "### {d}, {}\n", self.mode.name());
+        let link = self
+            .link
+            .map_or(String::new(), |l| format!(", {}", l.describe()));
         let _ = writeln!(
             out,
-            "| tool | wall s | objects/s | MB/s | CPU s | CPU s/GB | peak RSS MiB | vs best peer | of limit | runs (wall s) |"
+            "### {d}, {}, {}{link}\n",
+            self.mode.name(),
+            self.setting.name()
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            out,
+            "| tool | wall s | objects/s | MB/s | CPU s | CPU s/GB | CPU s/1k obj | peak RSS MiB | requests/obj | vs best peer | of limit | runs (wall s) |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        let mut breakdown = Vec::new();
         let best = self.best_peer().map(|(_, w)| w);
         let limit = self.limit_wall();
         let gb = d.bytes() as f64 / 1e9;
@@ -192,9 +257,13 @@ impl Section {
                 .iter()
                 .map(|u| format!("{:.1}", u.wall.as_secs_f64()))
                 .collect();
+            let requests = median_counts(runs);
+            if let Some(c) = &requests {
+                breakdown.push(format!("{}: {}", row.tool, per_object(c, d.count as u64)));
+            }
             let _ = writeln!(
                 out,
-                "| {name} | {:.1} | {} | {mbs:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                "| {name} | {:.1} | {} | {mbs:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} | {} |",
                 s.wall.as_secs_f64(),
                 // Few large objects: keep the decimals.
                 if ops < 10.0 {
@@ -204,13 +273,25 @@ impl Section {
                 },
                 s.cpu.as_secs_f64(),
                 s.cpu.as_secs_f64() / gb.max(1e-9),
+                s.cpu.as_secs_f64() * 1000.0 / d.count.max(1) as f64,
                 s.peak_rss_kib / 1024,
+                requests.map_or("-".into(), |c| format!(
+                    "{:.2}",
+                    c.total() as f64 / d.count.max(1) as f64
+                )),
                 best.map_or("-".into(), |b| format!("{:.2}x", secs(b) / secs(s.wall))),
                 limit.map_or("-".into(), |l| format!(
                     "{:.0}%",
                     100.0 * secs(l) / secs(s.wall)
                 )),
                 walls.join(" / "),
+            );
+        }
+        if !breakdown.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nRequests per object at the proxies (median of the runs): {}.",
+                breakdown.join("; ")
             );
         }
         if !self.limits.is_empty() {
@@ -239,6 +320,41 @@ impl Section {
     }
 }
 
+/// Per-kind medians of the runs' proxy counts.
+fn median_counts(runs: &[Usage]) -> Option<Counts> {
+    let all: Vec<Counts> = runs.iter().filter_map(|u| u.requests).collect();
+    if all.is_empty() {
+        return None;
+    }
+    let mut c = Counts::default();
+    for k in Kind::ALL {
+        c.requests[k.index()] = median_u64(all.iter().map(|a| a.requests[k.index()]).collect());
+    }
+    c.connections = median_u64(all.iter().map(|a| a.connections).collect());
+    c.unparsed = all.iter().map(|a| a.unparsed).max().unwrap_or(0);
+    Some(c)
+}
+
+/// "GET 1.00, PUT 1.00, LIST 0.01; 33 connections".
+fn per_object(c: &Counts, objects: u64) -> String {
+    let parts: Vec<String> = Kind::ALL
+        .iter()
+        .filter(|k| c.requests[k.index()] > 0)
+        .map(|k| {
+            format!(
+                "{} {:.2}",
+                k.name(),
+                c.requests[k.index()] as f64 / objects.max(1) as f64
+            )
+        })
+        .collect();
+    let mut s = format!("{}; {} connections", parts.join(", "), c.connections);
+    if c.unparsed > 0 {
+        s.push_str(&format!(" ({} not parsed: counts are a floor)", c.unparsed));
+    }
+    s
+}
+
 fn one_line(s: &str) -> String {
     let s = s.replace(['\n', '|'], " ");
     if s.len() > 200 {
@@ -257,6 +373,7 @@ mod tests {
             wall: Duration::from_secs(wall),
             cpu: Duration::from_secs(wall / 2),
             peak_rss_kib: 1024 * wall,
+            requests: None,
         }
     }
 
@@ -268,6 +385,8 @@ mod tests {
                 size,
             },
             mode: Mode::Cross,
+            setting: Setting::Equal(32),
+            link: None,
             limits: vec![Limit {
                 get: Duration::from_secs(limit),
                 put: Duration::from_secs(limit / 2),
@@ -276,16 +395,19 @@ mod tests {
             rows: vec![
                 Row {
                     tool: "s3rf".into(),
+                    key: "s3rf".into(),
                     s3rf: true,
                     outcome: Outcome::Ran(vec![usage(s3rf), usage(s3rf + 100), usage(s3rf - 1)]),
                 },
                 Row {
                     tool: "peer".into(),
+                    key: "peer".into(),
                     s3rf: false,
                     outcome: Outcome::Ran(vec![usage(peer)]),
                 },
                 Row {
                     tool: "broken".into(),
+                    key: "broken".into(),
                     s3rf: false,
                     outcome: Outcome::Failed("wrong bytes".into()),
                 },
@@ -299,7 +421,12 @@ mod tests {
         assert_eq!(s.s3rf().unwrap().wall, Duration::from_secs(10));
         assert_eq!(s.best_peer().unwrap(), ("peer", Duration::from_secs(20)));
         assert!(s.verdict().contains("2.00x peer") && s.verdict().ends_with(": met"));
-        assert!(section(4096, 10, 14, 5).verdict().ends_with("NOT met"));
+        // Local small objects: 1.2x across endpoints, 1.5x within one.
+        assert!(section(4096, 10, 13, 5).verdict().ends_with(": met"));
+        assert!(section(4096, 10, 11, 5).verdict().ends_with("NOT met"));
+        let mut same = section(4096, 10, 14, 5);
+        same.mode = Mode::Same;
+        assert!(same.verdict().ends_with("NOT met"), "{}", same.verdict());
         // Large objects: 1.2x the peer and 80% of the limit (the slower side).
         assert!(section(1 << 20, 10, 13, 8).verdict().ends_with(": met"));
         assert!(
@@ -310,5 +437,60 @@ mod tests {
         let md = s.markdown();
         assert!(md.contains("| broken | FAILED: wrong bytes |"), "{md}");
         assert!(md.contains("| 2.00x | 50% | 10.0 / 110.0 / 9.0 |"), "{md}");
+    }
+
+    #[test]
+    fn wan_targets_defaults_fleet_and_the_bandwidth_cap() {
+        let link = Link {
+            rtt: Duration::from_millis(20),
+            bytes_per_sec: Some(1e6),
+        };
+        let mut s = section(4096, 10, 14, 5);
+        s.link = Some(link);
+        // Equal settings: 1.2x; each tool's defaults: 1.5x.
+        assert!(
+            s.verdict()
+                .starts_with("objects/s 1.40x peer (target >= 1.2x): met")
+        );
+        s.setting = Setting::Defaults;
+        assert!(
+            s.verdict()
+                .starts_with("objects/s 1.40x peer (target >= 1.5x): NOT met")
+        );
+        // A second agent: 1.8x one agent.
+        let mut two = s.rows[0].clone();
+        two.key = "s3rf-2".into();
+        two.outcome = Outcome::Ran(vec![usage(6)]);
+        s.rows.push(two);
+        assert!(
+            s.verdict()
+                .ends_with("2 agents 1.67x 1 agent (target >= 1.8x): NOT met")
+        );
+        // Large objects across the link: 90% of the cap. 100 objects of
+        // 1 MiB in 10 s is 10.5 MB/s against a 1 MB/s cap.
+        let mut big = section(1 << 20, 110, 13, 8);
+        big.link = Some(link);
+        assert!(
+            big.verdict()
+                .contains("95% of the 1 MB/s cap (target >= 90%): met"),
+            "{}",
+            big.verdict()
+        );
+        // Request counts are reported per object.
+        big.rows[0].outcome = Outcome::Ran(vec![Usage {
+            requests: Some(Counts {
+                requests: [1, 0, 100, 100, 0, 0, 0, 2],
+                connections: 33,
+                ..Counts::default()
+            }),
+            ..usage(110)
+        }]);
+        let md = big.markdown();
+        assert!(md.contains("| 2.03 |"), "{md}");
+        assert!(
+            md.contains("s3rf: LIST 0.01, GET 1.00, PUT 1.00, other 0.02; 33 connections"),
+            "{md}"
+        );
+        assert!(md.contains("rtt 20 ms, 8 Mbit/s each way"), "{md}");
     }
 }

@@ -12,12 +12,13 @@ use crate::peers::{Route, Tuning};
 use crate::usage::{Usage, proc_cpu, proc_kib, spawn_logged, tail, terminate, wait4};
 
 /// Runs one migration of `route` with `agents` agents; `verify` false sets
-/// `verify = "off"` on both endpoints.
+/// `verify = "off"` on both endpoints; `t` `None` leaves `[copy]` at the
+/// agent's defaults.
 pub async fn run(
     agent_bin: &Path,
     agents: usize,
     route: &Route<'_>,
-    t: &Tuning,
+    t: Option<&Tuning>,
     verify: bool,
 ) -> Result<Usage> {
     let mut nats = NatsServer::start()?;
@@ -41,25 +42,24 @@ path_style = true
 access_key_id_env = "DST_KEY"
 secret_access_key_env = "DST_SECRET"
 verify = "{verify}"
-[copy]
-concurrency = {c}
-part_concurrency = {pc}
-part_size = {ps}
-multipart_threshold = {mt}
-server_side_multipart_threshold = {smt}
+{copy}
 [log]
 level = "{level}"
 "#,
             level = std::env::var("S3RF_BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
             nats = nats.url(),
             verify = if verify { "auto" } else { "off" },
-            src = route.src.url(),
-            dst = route.dst.url(),
-            c = t.concurrency,
-            pc = t.part_concurrency,
-            ps = t.part_size,
-            mt = t.multipart_threshold,
-            smt = t.server_side_multipart_threshold,
+            src = route.src.url,
+            dst = route.dst.url,
+            copy = t.map_or(String::new(), |t| format!(
+                "[copy]\nconcurrency = {}\npart_concurrency = {}\npart_size = {}\n\
+                 multipart_threshold = {}\nserver_side_multipart_threshold = {}",
+                t.concurrency,
+                t.part_concurrency,
+                t.part_size,
+                t.multipart_threshold,
+                t.server_side_multipart_threshold,
+            )),
         ),
     )?;
     let mut children = Vec::new();
@@ -138,11 +138,7 @@ async fn migrate(
     let id = route.label.replace(['.', ' '], "-");
     // One endpoint name for both sides: s3rf copies server-side only within
     // one endpoint.
-    let dst = if std::ptr::eq(route.src, route.dst) {
-        "src"
-    } else {
-        "dst"
-    };
+    let dst = if route.same { "src" } else { "dst" };
     let job = serde_json::json!({
         "id": id, "src": "src", "dst": dst,
         "buckets": [route.src_bucket],

@@ -17,6 +17,8 @@ pub struct Usage {
     pub cpu: Duration,
     /// Sum of the peak RSS of the copying processes, in KiB.
     pub peak_rss_kib: u64,
+    /// What the shaping proxies saw (WAN profile), both endpoints summed.
+    pub requests: Option<crate::shaper::Counts>,
 }
 
 /// CPU time of a reaped child. (Its `ru_maxrss` is not used: a forked
@@ -181,5 +183,6 @@ pub async fn run_measured(mut cmd: Command, log: &Path, ok_codes: &[i32]) -> Res
         wall,
         cpu: ru.cpu,
         peak_rss_kib: hwm.peak_kib(),
+        requests: None,
     })
 }

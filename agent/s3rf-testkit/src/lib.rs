@@ -348,21 +348,7 @@ impl S3Server {
 
     /// A path-style client with this server's keys.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        let creds = self.credentials();
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(self.url())
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
-            .response_checksum_validation(
-                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-            )
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        s3_client(&self.url(), &self.access_key, &self.secret_key)
     }
 
     /// An SQS client for this server (moto serves SQS on the same port).
@@ -382,6 +368,23 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         kill(&mut self.child);
     }
+}
+
+/// A path-style S3 client for `url` with these keys (a server's own, or a
+/// proxy in front of it).
+pub fn s3_client(url: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    let creds =
+        aws_credential_types::Credentials::new(access_key, secret_key, None, None, "s3rf-testkit");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .force_path_style(true)
+        .credentials_provider(creds)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// A server shared by all tests of the process (each test uses its own
