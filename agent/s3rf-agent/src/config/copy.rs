@@ -65,7 +65,7 @@ impl Default for RawCopy {
 }
 
 const fn default_concurrency() -> usize {
-    16
+    256
 }
 
 const fn default_part_concurrency() -> usize {
