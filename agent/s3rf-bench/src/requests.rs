@@ -133,10 +133,7 @@ impl RequestParser {
                     };
                 }
                 State::Body(n) => {
-                    let take = (*n).min(data.len() as u64);
-                    *n -= take;
-                    data = &data[take as usize..];
-                    if *n == 0 {
+                    if skip(n, &mut data) {
                         self.state = State::Head(Vec::new());
                     }
                 }
@@ -156,10 +153,7 @@ impl RequestParser {
                     None => return,
                 },
                 State::ChunkData(n) => {
-                    let take = (*n).min(data.len() as u64);
-                    *n -= take;
-                    data = &data[take as usize..];
-                    if *n == 0 {
+                    if skip(n, &mut data) {
                         self.state = State::ChunkSize(Vec::new());
                     }
                 }
@@ -177,6 +171,14 @@ impl RequestParser {
 enum Body {
     Length(u64),
     Chunked,
+}
+
+/// Skips up to `n` bytes of `data`; whether all `n` are now skipped.
+fn skip(n: &mut u64, data: &mut &[u8]) -> bool {
+    let take = (*n).min(data.len() as u64);
+    *n -= take;
+    *data = &data[take as usize..];
+    *n == 0
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
