@@ -22,12 +22,25 @@ pub(super) struct Start {
 }
 
 /// The upload streamed parts go into: its id, the whole-object MD5 their
-/// bytes feed (when checked) and the record they are written to.
+/// bytes feed (when checked), the record they are written to, and the gate
+/// their GETs pass (see [`reads_in_flight`]).
 #[derive(Clone, Copy)]
 struct Sink<'a> {
     upload_id: &'a str,
     whole: Option<&'a OrderedMd5>,
     recorder: Option<&'a Recorder>,
+    reading: &'a Semaphore,
+}
+
+/// How many of a streamed copy's `part_concurrency` parts may be reading
+/// from the source at once: half of them, rounded up. A part is read
+/// whole, then sent; with every part allowed to read at once, parts that
+/// start together share the source link, finish reading together and then
+/// share the destination link, so each link idles while the other works
+/// (half the bandwidth across two capped links: 63 MB/s of 125 at rtt
+/// 20 ms). Reading half keeps one half sending while the other reads.
+fn reads_in_flight(part_concurrency: usize) -> usize {
+    part_concurrency.div_ceil(2).max(1)
 }
 
 /// An upload a redelivery picks up.
@@ -261,6 +274,8 @@ impl Executor {
         // `OrderedMd5`): the n-th part to send waits for the one before it.
         let turn = tokio::sync::watch::Sender::new(0usize);
         let turn = &turn;
+        let reading = Semaphore::new(reads_in_flight(self.copy.part_concurrency));
+        let reading = &reading;
         let sent: Vec<(CompletedPart, Option<Md5>)> =
             futures::stream::iter(todo.into_iter().enumerate())
                 .map(|(i, (part, recorded))| async move {
@@ -281,6 +296,7 @@ impl Executor {
                         upload_id,
                         whole,
                         recorder,
+                        reading,
                     };
                     let done = match recorded {
                         Some(recorded) => self.rehash_part(job, src, &part, &recorded, sink).await,
@@ -388,8 +404,24 @@ impl Executor {
         part: &Part,
         sink: Sink<'_>,
     ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
-        let bytes = self.get_bytes(job, src, Some(part)).await?;
+        let bytes = self.read_part(job, src, part, sink).await?;
         self.send_part(job, part, bytes, sink).await
+    }
+
+    /// The bytes of `part`, read while holding a place at `sink.reading`.
+    async fn read_part(
+        &self,
+        job: &CopyJob,
+        src: &Source,
+        part: &Part,
+        sink: Sink<'_>,
+    ) -> Result<Bytes, ExecError> {
+        let _reading = sink
+            .reading
+            .acquire()
+            .await
+            .map_err(|_| ExecError::Cancelled)?;
+        self.get_bytes(job, src, Some(part)).await
     }
 
     /// A part an earlier delivery stored, past the hashed prefix of its
@@ -404,7 +436,7 @@ impl Executor {
         recorded: &PartDone,
         sink: Sink<'_>,
     ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
-        let bytes = self.get_bytes(job, src, Some(part)).await?;
+        let bytes = self.read_part(job, src, part, sink).await?;
         let digest = integrity::md5_of(&bytes).await;
         let stored = recorded.md5.as_deref().and_then(integrity::parse_plain);
         if stored.is_some_and(|m| m != digest) {
@@ -438,6 +470,7 @@ impl Executor {
             upload_id,
             whole,
             recorder,
+            ..
         } = sink;
         let store = self.store(&job.dst)?;
         let WriteCheck {
@@ -571,5 +604,19 @@ fn shape_of(plan: &CopyPlan, size: u64) -> Option<Shape> {
             server_side: matches!(plan.method, Method::ServerSideMultipart { .. }),
         }),
         Method::ServerSideCopy | Method::Put => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_in_flight;
+
+    #[test]
+    fn half_the_parts_read_while_the_rest_send() {
+        assert_eq!(reads_in_flight(1), 1);
+        assert_eq!(reads_in_flight(2), 1);
+        assert_eq!(reads_in_flight(4), 2);
+        assert_eq!(reads_in_flight(5), 3);
+        assert_eq!(reads_in_flight(16), 8);
     }
 }
