@@ -37,21 +37,6 @@ pub enum AgentError {
     Embedded(#[from] crate::embedded::EmbeddedError),
 }
 
-/// Object parts are megabytes. glibc raises its mmap threshold after the
-/// first large free, after which freed parts stay in per-thread arenas and
-/// RSS drifts above the `buffer_memory` bound (measured: 20-30 MiB over a
-/// 16 MiB budget). A fixed threshold keeps every buffer of 1 MiB or more in
-/// its own mapping, returned to the OS when the part is done.
-#[allow(unsafe_code)]
-fn return_large_buffers_to_the_os() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; called before the
-    // agent's threads allocate parts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 /// Options of `s3rf-agent run` beyond the config file.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -61,7 +46,6 @@ pub struct RunOptions {
 
 /// Runs the agent until a signal (or idleness) stops it.
 pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), AgentError> {
-    return_large_buffers_to_the_os();
     // Embedded mode: our own nats-server, started on this (the main) thread
     // so that the kernel stops it if the agent dies; stopped when `run` ends.
     let mut embedded = match &config.nats.embedded {
