@@ -404,8 +404,17 @@ impl Executor {
         part: &Part,
         sink: Sink<'_>,
     ) -> Result<(CompletedPart, Option<Md5>), ExecError> {
+        let started = std::time::Instant::now();
         let bytes = self.read_part(job, src, part, sink).await?;
-        self.send_part(job, part, bytes, sink).await
+        let read = started.elapsed();
+        let sent = self.send_part(job, part, bytes, sink).await;
+        debug!(
+            part = part.number,
+            read_ms = read.as_millis(),
+            send_ms = (started.elapsed() - read).as_millis(),
+            "part streamed"
+        );
+        sent
     }
 
     /// The bytes of `part`, read while holding a place at `sink.reading`.
