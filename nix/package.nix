@@ -5,6 +5,7 @@
   rustPlatform,
   makeWrapper,
   nats-server,
+  rust-jemalloc-sys,
 }:
 rustPlatform.buildRustPackage {
   pname = "s3rf-agent";
@@ -18,6 +19,11 @@ rustPlatform.buildRustPackage {
   cargoLock.lockFile = ../Cargo.lock;
   cargoBuildFlags = ["-p" "s3rf-agent"];
   nativeBuildInputs = [makeWrapper];
+  # The agent allocates with tikv-jemallocator. nixpkgs' jemalloc built with
+  # tikv-jemalloc-sys's `_rjem_` prefix sets JEMALLOC_OVERRIDE, so the crate
+  # links it instead of running jemalloc's configure and make in the build
+  # (pkgs/by-name/ru/rust-jemalloc-sys/package.nix; ruff does the same).
+  buildInputs = [rust-jemalloc-sys];
   # The integration tests need nats-server and S3 servers; checks.tests runs
   # them with the servers as inputs.
   doCheck = false;

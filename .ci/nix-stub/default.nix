@@ -87,6 +87,9 @@
       builtins.seq (f ps) (pkg "python3-env");
     makeWrapper = pkg "make-wrapper";
     nats-server = pkg "nats-server";
+    # jemalloc with tikv-jemalloc-sys's `_rjem_` prefix; its setup hook
+    # exports JEMALLOC_OVERRIDE (pkgs/by-name/ru/rust-jemalloc-sys/package.nix).
+    rust-jemalloc-sys = pkg "rust-jemalloc-sys";
     natscli = pkg "nats";
     awscli2 = pkg "aws";
     rustup = pkg "rustup";
