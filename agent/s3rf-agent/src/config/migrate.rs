@@ -49,7 +49,7 @@ impl Default for RawMigrate {
 }
 
 const fn default_list_concurrency() -> usize {
-    4
+    32
 }
 
 const fn default_page_size() -> u32 {
