@@ -226,6 +226,7 @@ impl Section {
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         let mut breakdown = Vec::new();
+        let mut queue_shares = Vec::new();
         let best = self.best_peer().map(|(_, w)| w);
         let limit = self.limit_wall();
         let gb = d.bytes() as f64 / 1e9;
@@ -257,6 +258,16 @@ impl Section {
                 .iter()
                 .map(|u| format!("{:.1}", u.wall.as_secs_f64()))
                 .collect();
+            let queue = median(runs.iter().map(|u| u.queue_cpu).collect());
+            if !queue.is_zero() {
+                let per_k = |c: Duration| c.as_secs_f64() * 1000.0 / d.count.max(1) as f64;
+                queue_shares.push(format!(
+                    "{}: {:.2} in the agents, {:.2} in nats-server",
+                    row.tool,
+                    per_k(s.cpu.saturating_sub(queue)),
+                    per_k(queue)
+                ));
+            }
             let requests = median_counts(runs);
             if let Some(c) = &requests {
                 breakdown.push(format!("{}: {}", row.tool, per_object(c, d.count as u64)));
@@ -292,6 +303,13 @@ impl Section {
                 out,
                 "\nRequests per object at the proxies (median of the runs): {}.",
                 breakdown.join("; ")
+            );
+        }
+        if !queue_shares.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nCPU s per 1,000 objects, split (medians): {}.",
+                queue_shares.join("; ")
             );
         }
         if !self.limits.is_empty() {
@@ -372,6 +390,7 @@ mod tests {
         Usage {
             wall: Duration::from_secs(wall),
             cpu: Duration::from_secs(wall / 2),
+            queue_cpu: Duration::ZERO,
             peak_rss_kib: 1024 * wall,
             requests: None,
         }
@@ -483,9 +502,15 @@ mod tests {
                 connections: 33,
                 ..Counts::default()
             }),
+            // 55 s of CPU for 100 objects, 5 of them in nats-server.
+            queue_cpu: Duration::from_secs(5),
             ..usage(110)
         }]);
         let md = big.markdown();
+        assert!(
+            md.contains("split (medians): s3rf: 500.00 in the agents, 50.00 in nats-server."),
+            "{md}"
+        );
         assert!(md.contains("| 2.03 |"), "{md}");
         assert!(
             md.contains("s3rf: LIST 0.01, GET 1.00, PUT 1.00, other 0.02; 33 connections"),

@@ -80,6 +80,7 @@ level = "{level}"
     let nats_rss = proc_kib(nats_pid, "VmHWM:");
     let mut usage = Usage {
         cpu: nats_cpu,
+        queue_cpu: nats_cpu,
         peak_rss_kib: nats_rss,
         ..Usage::default()
     };

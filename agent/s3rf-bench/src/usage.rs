@@ -15,6 +15,9 @@ pub struct Usage {
     pub wall: Duration,
     /// User + system CPU time of the copying processes.
     pub cpu: Duration,
+    /// The part of `cpu` spent by a job queue the tool needs (s3rf's
+    /// nats-server); zero for a tool that runs alone.
+    pub queue_cpu: Duration,
     /// Sum of the peak RSS of the copying processes, in KiB.
     pub peak_rss_kib: u64,
     /// What the shaping proxies saw (WAN profile), both endpoints summed.
@@ -182,6 +185,7 @@ pub async fn run_measured(mut cmd: Command, log: &Path, ok_codes: &[i32]) -> Res
     Ok(Usage {
         wall,
         cpu: ru.cpu,
+        queue_cpu: Duration::ZERO,
         peak_rss_kib: hwm.peak_kib(),
         requests: None,
     })
