@@ -146,7 +146,7 @@ async fn migrate(
         "bucket_map": {route.src_bucket: route.dst_bucket},
     });
     let t0 = Instant::now();
-    let t0_ms = epoch_ms();
+    let t0_ms = u64::try_from(s3rf_agent::resume::now_ms()).unwrap_or(0);
     js.publish(
         names.job_subject(s3rf_agent::names::JobKind::Migrate),
         job.to_string().into(),
@@ -166,12 +166,6 @@ async fn migrate(
             bail!("s3rf migration {id} did not complete within an hour: {t:?}");
         }
     }
-}
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The run's wall time: from publishing the job to the ledger's last event
