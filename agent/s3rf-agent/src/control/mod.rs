@@ -343,10 +343,11 @@ impl<'a> Control<'a> {
                 if self.batch_objects < 2 {
                     return Some(copies);
                 }
-                let per_batch = usize::try_from(self.page_size)
-                    .unwrap_or(1000)
-                    .div_ceil(self.copy_concurrency.max(1))
-                    .clamp(1, self.batch_objects);
+                let per_batch = migration::batch_size(
+                    usize::try_from(self.page_size).unwrap_or(1000),
+                    self.batch_objects,
+                    self.copy_concurrency,
+                );
                 let batches = self.pending(JobKind::Batch).await?;
                 Some(copies + batches * per_batch as u64)
             }

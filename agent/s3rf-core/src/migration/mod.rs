@@ -173,12 +173,31 @@ pub fn copy_msg_id(migration: &str, bucket: &str, key: &str, etag: Option<&str>)
     format!("{migration}:copy:{entity}:{}", etag.unwrap_or(""))
 }
 
+/// Fewest objects a batch carries once its page is large enough
+/// (`batch_size`).
+pub const BATCH_FLOOR: usize = 8;
+
+/// Objects per batch when a listing page has `objects` small ones and the
+/// agents have `concurrency` copy slots each: enough batches for every slot
+/// to work on the page alone, but no fewer than `BATCH_FLOOR` objects per
+/// batch once the page still fills a `BATCH_FLOOR`th of the slots that way.
+/// Other pages are listed meanwhile, and every batch costs a message, a
+/// ledger event and an ack, so slicing a page for every slot costs more
+/// queue work than it gains. At most `max_per_batch`.
+pub fn batch_size(objects: usize, max_per_batch: usize, concurrency: usize) -> usize {
+    let spread = (concurrency / BATCH_FLOOR).max(1);
+    let floor = objects.div_ceil(spread).min(BATCH_FLOOR);
+    objects
+        .div_ceil(concurrency.max(1))
+        .max(floor)
+        .clamp(1, max_per_batch.max(1))
+}
+
 /// How a listing page's source objects are published: every object of at
-/// most `max_size` bytes goes into a batch, and the batches are as even as
-/// possible, with at most `max_per_batch` objects and at least enough of them
-/// that `concurrency` agents' slots can work on one page at once. Returns the
-/// indexes of the objects published alone and the batches' index lists, in
-/// listing order. `max_per_batch` below 2 turns batching off.
+/// most `max_size` bytes goes into a batch of about `batch_size` objects, the
+/// batches as even as possible. Returns the indexes of the objects published
+/// alone and the batches' index lists, in listing order. `max_per_batch`
+/// below 2 turns batching off.
 pub fn plan_batches(
     sizes: &[u64],
     max_size: u64,
@@ -196,10 +215,7 @@ pub fn plan_batches(
         alone.sort_unstable();
         return (alone, Vec::new());
     }
-    let per = small
-        .len()
-        .div_ceil(concurrency.max(1))
-        .clamp(1, max_per_batch);
+    let per = batch_size(small.len(), max_per_batch, concurrency);
     let batches = small.len().div_ceil(per);
     // Even sizes: the first `extra` batches get one object more.
     let (base, extra) = (small.len() / batches, small.len() % batches);
@@ -536,18 +552,59 @@ mod tests {
             (vec![1, 2 * K], K, 100, 4, vec![0, 1], vec![]),
             // Large objects stay alone, small ones batch around them.
             (vec![1, 2 * K, 1, 1, 3 * K, 1], K, 100, 1, vec![1, 4], vec![vec![0, 2, 3, 5]]),
-            // Enough batches for the agent's slots: 10 objects, 4 slots -> 3, 3, 2, 2.
-            (vec![1; 10], K, 100, 4, vec![], vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7], vec![8, 9]]),
+            // Batches for an eighth of the slots: 10 objects, 64 slots -> 5 x 2.
+            (vec![1; 10], K, 100, 64, vec![], vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7], vec![8, 9]]),
+            // ... but a floor: 10 objects, 4 slots -> 5, 5 (not 3, 3, 2, 2).
+            (vec![1; 10], K, 100, 4, vec![], vec![vec![0, 1, 2, 3, 4], vec![5, 6, 7, 8, 9]]),
             // At most max_per_batch each, sizes even.
             (vec![1; 7], K, 3, 1, vec![], vec![vec![0, 1, 2], vec![3, 4], vec![5, 6]]),
             // Batches of one are copy jobs.
-            (vec![1; 3], K, 100, 8, vec![0, 1, 2], vec![]),
+            (vec![1; 3], K, 100, 256, vec![0, 1, 2], vec![]),
+            // ... unless the slots are few: 3 objects, 8 slots -> one batch.
+            (vec![1; 3], K, 100, 8, vec![], vec![vec![0, 1, 2]]),
             (vec![], K, 100, 8, vec![], vec![]),
         ];
         for (sizes, max_size, max_per, conc, alone, batches) in table {
             let got = plan_batches(&sizes, max_size, max_per, conc);
             assert_eq!(got, (alone, batches), "{sizes:?} {max_per} {conc}");
         }
+    }
+
+    #[test]
+    fn batch_size_floor_table() {
+        // (small objects on the page, max per batch, slots, objects per batch)
+        #[rustfmt::skip]
+        let table: &[(usize, usize, usize, usize)] = &[
+            // 256 slots: a large page goes in batches of BATCH_FLOOR, not 4.
+            (1000, 100, 256, 8),
+            // A page of 256 still fills 32 slots in batches of 8.
+            (256, 100, 256, 8),
+            // Smaller pages keep 32 slots busy: 100 -> 4 per batch, 40 -> 2.
+            (100, 100, 256, 4),
+            (40, 100, 256, 2),
+            // A page smaller than that is copied object by object.
+            (20, 100, 256, 1),
+            // Few slots: as many objects per batch as fills them.
+            (5000, 100, 32, 100),
+            (1000, 100, 32, 32),
+            (20, 100, 32, 5),
+            // max_per_batch caps the floor.
+            (1000, 3, 256, 3),
+            (1000, 0, 256, 1),
+            (0, 100, 256, 1),
+        ];
+        for &(objects, max_per, conc, want) in table {
+            assert_eq!(
+                batch_size(objects, max_per, conc),
+                want,
+                "{objects} {max_per} {conc}"
+            );
+        }
+        // The plan follows it: 1,000 objects at 256 slots -> 125 batches of 8.
+        let (alone, batches) = plan_batches(&[1; 1000], 1, 100, 256);
+        assert!(alone.is_empty());
+        assert_eq!(batches.len(), 125);
+        assert!(batches.iter().all(|b| b.len() == 8));
     }
 
     #[test]
