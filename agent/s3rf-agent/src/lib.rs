@@ -16,6 +16,7 @@ pub mod agent;
 pub mod batch;
 pub mod bridge;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod control;

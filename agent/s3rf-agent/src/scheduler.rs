@@ -29,13 +29,6 @@ use crate::schedule::{Due, Schedule};
 /// How often every agent looks for due runs.
 pub const SCHEDULE_TICK: Duration = Duration::from_secs(1);
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
-        .unwrap_or(0)
-}
-
 /// The schedules bucket.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
@@ -69,7 +62,7 @@ impl Scheduler {
         spec: &s3rf_wire::MigrateJob,
         every_ms: u64,
     ) -> Result<(), QueueError> {
-        let s = Schedule::new(spec.clone(), every_ms, now_ms());
+        let s = Schedule::new(spec.clone(), every_ms, crate::clock::now_ms());
         let value = serde_json::to_vec(&s).unwrap_or_default();
         match self.kv.create(s.base(), value.into()).await {
             Ok(_) => {
@@ -167,7 +160,7 @@ impl Scheduler {
             let Some((s, revision)) = self.get(&key).await? else {
                 continue;
             };
-            let now = now_ms();
+            let now = crate::clock::now_ms();
             if now < s.next_ms() {
                 continue;
             }

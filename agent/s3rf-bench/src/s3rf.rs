@@ -146,7 +146,7 @@ async fn migrate(
         "bucket_map": {route.src_bucket: route.dst_bucket},
     });
     let t0 = Instant::now();
-    let t0_ms = u64::try_from(s3rf_agent::resume::now_ms()).unwrap_or(0);
+    let t0_ms = s3rf_agent::clock::now_ms();
     js.publish(
         names.job_subject(s3rf_agent::names::JobKind::Migrate),
         job.to_string().into(),

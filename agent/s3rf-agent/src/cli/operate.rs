@@ -12,13 +12,6 @@ fn human_bytes(n: u64) -> String {
     bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
-        .unwrap_or(0)
-}
-
 fn counts_line(t: &Tally) -> String {
     let mut parts = if t.versions {
         vec![
@@ -58,7 +51,7 @@ fn counts_line(t: &Tally) -> String {
 }
 
 fn detail(id: &str, spec: &serde_json::Value, t: &Tally, paused: &PauseView) -> String {
-    let (objects_per_s, bytes_per_s) = ops::rates(t, now_ms());
+    let (objects_per_s, bytes_per_s) = ops::rates(t, crate::clock::now_ms());
     let mut out = vec![
         format!("migration {id}: {}", paused.state(id, t)),
         format!("  spec:      {spec}"),
@@ -328,7 +321,7 @@ async fn wait_with_progress(op: &Operator, id: &str) -> anyhow::Result<Tally> {
         let done = t.source_outcomes + t.destination_outcomes;
         bar.set_length(t.listed + t.mirror_listed);
         bar.set_position(done);
-        let (objects_per_s, bytes_per_s) = ops::rates(&t, now_ms());
+        let (objects_per_s, bytes_per_s) = ops::rates(&t, crate::clock::now_ms());
         let eta = if objects_per_s > 0.0 && !t.complete() {
             format!(", ETA {}s", (t.outstanding() as f64 / objects_per_s).ceil())
         } else {
@@ -554,7 +547,7 @@ pub(super) async fn operate(cfg: Config, command: Command) -> anyhow::Result<Exi
             } else if uploads.is_empty() {
                 println!("no multipart copies in progress");
             } else {
-                let now = crate::resume::now_ms();
+                let now = crate::clock::now_ms_signed();
                 for u in uploads {
                     println!(
                         "{}  parts {}/{}  {}  {}  updated {}s ago  from {}  upload {}",

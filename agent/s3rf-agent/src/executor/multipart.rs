@@ -104,7 +104,7 @@ impl Executor {
                     src_version: job.src_version.clone(),
                     src_etag: src.facts.etag.clone().unwrap_or_default(),
                     shape: *shape,
-                    started_ms: resume::now_ms(),
+                    started_ms: crate::clock::now_ms_signed(),
                     updated_ms: 0,
                     parts_done: 0,
                     hashed_through: 0,

@@ -85,13 +85,6 @@ fn check_scope(scope: &PauseScope) -> Result<(), OpsError> {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
-        .unwrap_or(0)
-}
-
 /// A dead letter as shown to operators.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterView {
@@ -331,7 +324,11 @@ impl Operator {
         {
             return Err(OpsError::NoMigration(id.clone()));
         }
-        Ok(self.pause_store().await?.pause(scope, now_ms()).await?)
+        Ok(self
+            .pause_store()
+            .await?
+            .pause(scope, crate::clock::now_ms())
+            .await?)
     }
 
     /// Ends `scope`'s pause; returns when it began (`None`: it was not

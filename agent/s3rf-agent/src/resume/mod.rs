@@ -195,13 +195,6 @@ pub fn liveness(ack_wait: Duration) -> Duration {
     (ack_wait * 2).max(Duration::from_secs(10))
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The destination token of record keys.
 pub(crate) fn dst_token(dst: &ObjectRef) -> String {
     format!("d{}", entity_hash(&[&dst.endpoint, &dst.bucket, &dst.key]))

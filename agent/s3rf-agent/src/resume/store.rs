@@ -11,7 +11,8 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use tracing::{debug, warn};
 
-use super::{CHUNK, PartDone, Record, chunk_key, chunk_of, contiguous, dst_token, now_ms};
+use super::{CHUNK, PartDone, Record, chunk_key, chunk_of, contiguous, dst_token};
+use crate::clock::now_ms_signed as now_ms;
 use crate::jetstream::QueueError;
 use crate::job::ObjectRef;
 use crate::names::Names;
