@@ -28,8 +28,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -131,12 +131,24 @@ impl Drop for Proxy {
     }
 }
 
+/// The proxy's accept queue: Linux's default `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 4096;
+
 impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr, link: Link) -> Result<Proxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
+        // The kernel's own limit (net.core.somaxconn), as Go and nginx-like
+        // front ends use: `TcpListener::bind` listens with std's 128, and a
+        // burst of more new connections than that overflows the accept
+        // queue, whose dropped SYNs come back only after a 1 s retransmit.
+        let socket = tokio::net::TcpSocket::new_v4()
+            .context("creating the shaping proxy's listening socket")?;
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
             .context("binding the shaping proxy to a loopback port")?;
+        let listener = socket
+            .listen(ACCEPT_BACKLOG)
+            .context("listening on the shaping proxy's port")?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let pacers = link.bytes_per_sec.map(|r| {
@@ -400,7 +412,7 @@ mod tests {
     /// intact, and the request is counted.
     #[tokio::test]
     async fn an_exchange_pays_the_round_trip_and_is_counted() {
-        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let upstream = server.local_addr().unwrap();
         tokio::spawn(async move {
             let (mut s, _) = server.accept().await.unwrap();
