@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use tracing::{debug, warn};
 
 use super::{CHUNK, PartDone, Record, chunk_key, chunk_of, contiguous, dst_token};
-use crate::clock::now_ms_signed as now_ms;
+use crate::clock::now_ms_signed;
 use crate::jetstream::QueueError;
 use crate::job::ObjectRef;
 use crate::names::Names;
@@ -70,7 +70,7 @@ impl Uploads {
 
     /// Whether a record written at `updated_ms` belongs to a running copy.
     pub fn is_live(&self, record: &Record) -> bool {
-        let age = now_ms().saturating_sub(record.updated_ms);
+        let age = now_ms_signed().saturating_sub(record.updated_ms);
         u128::try_from(age).unwrap_or(0) < self.liveness.as_millis()
     }
 
@@ -176,7 +176,7 @@ impl Uploads {
         done: BTreeMap<i32, PartDone>,
     ) -> Recorder {
         record.parts_done = u32::try_from(done.len()).unwrap_or(u32::MAX);
-        record.updated_ms = now_ms();
+        record.updated_ms = now_ms_signed();
         match serde_json::to_vec(&record) {
             Ok(v) => {
                 if let Err(e) = self.kv.put(&key, Bytes::from(v)).await {
@@ -253,7 +253,7 @@ impl Inner {
                 s.states.retain(|n, _| *n > k);
             }
             s.record.parts_done = u32::try_from(all.len()).unwrap_or(u32::MAX);
-            s.record.updated_ms = now_ms();
+            s.record.updated_ms = now_ms_signed();
             (s.generation, chunks, serde_json::to_vec(&s.record).ok())
         };
         for (c, value) in chunks {
